@@ -1,0 +1,37 @@
+# Two commands do everything: `make demo` and `make test` (see README.md).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.nc_keras-installed
+BACKENDS ?= tensorflow jax torch
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test test-tensorflow test-jax test-torch clean
+
+# Reinstalls only when pyproject.toml changed since the last install.
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[jax,torch,dev]"
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	$(VENV)/bin/nc-keras demo
+
+# Runs the whole suite once per backend and fails if any backend fails.
+test: setup
+	@failed=""; \
+	for backend in $(BACKENDS); do \
+	  echo "=== KERAS_BACKEND=$$backend ==="; \
+	  KERAS_BACKEND=$$backend $(PY) -m pytest tests $(PYTEST_ARGS) || failed="$$failed $$backend"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "FAILED on:$$failed"; exit 1; fi; \
+	echo "all backends passed: $(BACKENDS)"
+
+test-%: setup
+	KERAS_BACKEND=$* $(PY) -m pytest tests $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,54 @@
+"""The `nc-keras` command line.
+
+Each subcommand lives in its own module of this package and exposes
+`register(subparsers)`, which adds its parser and sets `func` (called with the
+parsed arguments; it returns an exit code). Library work happens elsewhere:
+these modules only parse arguments, call into `nc_keras`, and print.
+"""
+
+import argparse
+import importlib
+import sys
+
+# Subcommand modules, in the order `--help` lists them.
+SUBCOMMANDS = ("demo", "params")
+
+
+class UserError(Exception):
+    """A problem the user can fix; printed as one line, without a traceback."""
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="nc-keras",
+        description=(
+            "Neural collapse with Keras 3 (Zhu et al., NeurIPS 2021): measure "
+            "NC1-NC4, study the unconstrained feature model, train with a "
+            "fixed Simplex-ETF classifier. Set KERAS_BACKEND to tensorflow, "
+            "jax or torch to choose the backend."
+        ),
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in SUBCOMMANDS:
+        importlib.import_module(f"{__name__}.{name}").register(subparsers)
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.func(args) or 0
+    except UserError as error:
+        print(f"nc-keras {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"nc-keras {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
