@@ -1,0 +1,225 @@
+"""nc_keras.collapse against an independent, straightforward float64 computation."""
+
+import warnings
+
+import keras
+import numpy as np
+import pytest
+
+from nc_keras import collapse
+from nc_keras.collapse import CollapseStatistics, metrics
+
+RTOL = 1e-8
+
+
+def reference(H, y, W, b=None):
+    """Two-pass float64 NumPy, straight from SPEC section 3 (no shared code)."""
+    K, N = W.shape[0], len(y)
+    b = np.zeros(K) if b is None else b
+    M = np.stack([H[y == k].mean(axis=0) for k in range(K)])
+    G = H.mean(axis=0)
+    Sw = sum(np.outer(h - M[k], h - M[k]) for h, k in zip(H, y)) / N
+    Hbar = (M - G).T
+    Sb = Hbar @ Hbar.T / K
+    rank = min(K - 1, H.shape[1])
+    eigval, eigvec = np.linalg.eigh(Sb)
+    eigval, eigvec = eigval[-rank:], eigvec[:, -rank:]
+    Sb_pinv = eigvec @ np.diag(1 / eigval) @ eigvec.T
+    E = (np.eye(K) - np.ones((K, K)) / K) / np.sqrt(K - 1)
+
+    def etf(A):
+        return np.linalg.norm(A / np.linalg.norm(A) - E)
+
+    logits = H @ W.T + b
+    nearest = np.argmin(((H[:, None, :] - M[None]) ** 2).sum(-1), axis=1)
+    norms = np.linalg.norm(Hbar, axis=0)
+    wnorms = np.linalg.norm(W, axis=1)
+    return {
+        "nc1": np.trace(Sw @ Sb_pinv) / K,
+        "nc2": etf(W @ W.T),
+        "nc3": etf(W @ Hbar),
+        "nc4": np.linalg.norm(b + W @ G),
+        "ncc_mismatch": np.mean(nearest != logits.argmax(1)),
+        "accuracy": np.mean(logits.argmax(1) == y),
+        "means_etf_error": etf(Hbar.T @ Hbar),
+        "means_norm_cv": norms.std() / norms.mean(),
+        "classifier_norm_cv": wnorms.std() / wnorms.mean(),
+        "trace_ratio": np.trace(Sw) / np.trace(Sb),
+    }
+
+
+def random_problem(N=400, d=12, K=5, seed=0, spread=1.0, offset=0.0, imbalanced=True):
+    rng = np.random.default_rng(seed)
+    if imbalanced:
+        # Class k has roughly (k + 1) times as many samples as class 0.
+        p = np.arange(1, K + 1, dtype=float)
+        y = rng.choice(K, size=N, p=p / p.sum())
+    else:
+        y = np.repeat(np.arange(K), N // K)
+    centres = rng.normal(size=(K, d)) + offset
+    H = centres[y] + spread * rng.normal(size=(N, d))
+    W = rng.normal(size=(K, d))
+    b = rng.normal(size=K)
+    return H, y, W, b
+
+
+def assert_close(result, expected, rtol=RTOL, keys=None):
+    for key in keys or expected:
+        assert result[key] == pytest.approx(expected[key], rel=rtol, abs=1e-300), key
+
+
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_metrics_match_reference_imbalanced(with_bias):
+    H, y, W, b = random_problem()
+    b = b if with_bias else None
+    result = metrics(H, y, W, b)
+    assert set(collapse.METRIC_KEYS) <= set(result)
+    assert all(type(v) is float for v in result.values())
+    assert np.bincount(y).min() < np.bincount(y).max() / 2  # really imbalanced
+    assert_close(result, reference(H, y, W, b))
+
+
+@pytest.mark.parametrize("K,d", [(40, 16), (5, 3), (3, 30)])
+def test_streaming_batches_match_reference(K, d):
+    # K=40 takes the sorting path for class sums; d=3 < K-1 caps the rank at d.
+    H, y, W, b = random_problem(N=50 * K, d=d, K=K, seed=K)
+    stats = CollapseStatistics(K)
+    for start in range(0, len(y), 37):
+        part = slice(start, start + 37)
+        stats.update(H[part], y[part], H[part] @ W.T + b)
+    for start in range(0, len(y), 50):  # second pass, as measure_model does
+        part = slice(start, start + 50)
+        stats.update_ncc(H[part], H[part] @ W.T + b, stats.class_means)
+    assert_close(stats.measure(W, b), reference(H, y, W, b))
+
+
+def test_merge_of_shards_equals_one_pass():
+    H, y, W, b = random_problem(N=300, seed=3)
+    whole = CollapseStatistics(5).update(H, y)
+    shards = [CollapseStatistics(5) for _ in range(3)]
+    # Uneven shards; shard 2 sees only some classes.
+    bounds = [(0, 17), (17, 140), (140, 300)]
+    for shard, (lo, hi) in zip(shards, bounds):
+        for start in range(lo, hi, 23):
+            shard.update(H[start:min(start + 23, hi)], y[start:min(start + 23, hi)])
+    merged = CollapseStatistics(5).merge(shards[0]).merge(shards[1]).merge(shards[2])
+    np.testing.assert_array_equal(merged.counts, whole.counts)
+    np.testing.assert_allclose(merged.means, whole.means, rtol=1e-12)
+    np.testing.assert_allclose(merged.scatter, whole.scatter, rtol=1e-11, atol=1e-11)
+    assert_close(merged.measure(W, b), whole.measure(W, b), rtol=1e-10,
+                 keys=["nc1", "nc3", "nc4", "trace_ratio"])
+
+
+def test_deep_collapse_nc1_keeps_relative_accuracy():
+    rng = np.random.default_rng(7)
+    K, d, pairs, eps = 4, 8, 25, 1e-6
+    centres = rng.normal(size=(K, d)) + 5.0  # far from the origin, too
+    v = rng.normal(size=(K, pairs, d))
+    # +-v pairs: each class mean is exactly its centre, Sigma_W exactly known.
+    z = np.concatenate([v, -v], axis=1)
+    H = (centres[:, None, :] + eps * z).reshape(-1, d)
+    y = np.repeat(np.arange(K), 2 * pairs)
+    N = len(y)
+    sigma_w = eps**2 * np.einsum("kni,knj->ij", z, z) / N
+    G = centres.mean(axis=0)
+    Sb = (centres - G).T @ (centres - G) / K
+    exact = np.trace(sigma_w @ np.linalg.pinv(Sb, rcond=1e-10, hermitian=True)) / K
+    assert exact < 1e-10
+
+    stats = CollapseStatistics(K)
+    order = rng.permutation(N)  # classes mixed across batches
+    for start in range(0, N, 16):
+        stats.update(H[order[start:start + 16]], y[order[start:start + 16]])
+    W = rng.normal(size=(K, d))
+    assert stats.measure(W)["nc1"] == pytest.approx(exact, rel=1e-6)
+    assert metrics(H, y, W)["nc1"] == pytest.approx(exact, rel=1e-6)
+
+    # The test has teeth: raw second moments lose the within-class scatter.
+    raw = H.T @ H - sum(
+        np.sum(y == k) * np.outer(H[y == k].mean(0), H[y == k].mean(0)) for k in range(K)
+    )
+    naive = np.trace(raw / N @ np.linalg.pinv(Sb, rcond=1e-10, hermitian=True)) / K
+    assert abs(naive - exact) > 1e-3 * exact
+
+
+def test_exact_simplex_etf_gives_zero_nc2_nc3():
+    K, d, n = 6, 9, 4
+    M = np.sqrt(K / (K - 1)) * (np.eye(K) - np.ones((K, K)) / K)  # K x K ETF
+    P = np.linalg.qr(np.random.default_rng(1).normal(size=(d, K)))[0]
+    W = 2.5 * M @ P.T  # rows: a rotated simplex ETF
+    H = np.repeat(0.7 * W, n, axis=0) + 3.0  # collapsed, with a global offset
+    y = np.repeat(np.arange(K), n)
+    b = -W @ np.full(d, 3.0)
+    result = metrics(H, y, W, b)
+    for key in ("nc1", "nc2", "nc3", "nc4", "means_etf_error", "means_norm_cv",
+                "classifier_norm_cv", "ncc_mismatch", "trace_ratio"):
+        assert abs(result[key]) < 1e-12, key
+    assert result["accuracy"] == 1.0
+
+
+def test_backend_tensors_and_label_shapes():
+    H, y, W, b = random_problem(N=120, seed=5)
+    expected = metrics(H, y, W, b)
+    tensors = [keras.ops.convert_to_tensor(a) for a in (H, y, W, b)]
+    # JAX (without x64) and others may store float32: compare like with like.
+    as_numpy = [keras.ops.convert_to_numpy(t) for t in tensors]
+    assert_close(metrics(*tensors), metrics(*as_numpy))
+    assert_close(metrics(H.astype(np.float32), y, W, b), metrics(
+        H.astype(np.float32).astype(np.float64), y, W, b))
+    assert_close(metrics(H, y[:, None], W, b), expected)
+    assert_close(metrics(H, np.eye(5)[y], W, b), expected)
+    assert_close(metrics(H, y.astype(float), W, b), expected)
+
+
+def test_labels_outside_range_raise():
+    H, y, W, b = random_problem(N=50)
+    with pytest.raises(ValueError, match=r"outside \[0, 5\)"):
+        metrics(H, np.where(y == 0, 5, y), W, b)
+    with pytest.raises(ValueError, match="outside"):
+        metrics(H, y - 1, W, b)
+    with pytest.raises(ValueError, match="integers"):
+        metrics(H, y + 0.5, W, b)
+    with pytest.raises(ValueError, match="rows"):
+        metrics(H[:-1], y, W, b)
+
+
+def test_empty_class_warns_and_gives_nan_for_class_mean_metrics():
+    H, y, W, b = random_problem(N=200)
+    keep = y != 2
+    with pytest.warns(RuntimeWarning, match=r"class\(es\) \[2\] have no sample"):
+        result = metrics(H[keep], y[keep], W, b)
+    for key in ("nc1", "nc3", "ncc_mismatch", "means_etf_error", "trace_ratio"):
+        assert np.isnan(result[key]), key
+    assert result["nc2"] == pytest.approx(reference(H, y, W, b)["nc2"], rel=RTOL)
+    assert result["nc4"] == pytest.approx(np.linalg.norm(b + W @ H[keep].mean(0)), rel=RTOL)
+
+
+def test_nonfinite_features_warn_and_give_nan():
+    H, y, W, b = random_problem(N=200)
+    H[3, 1] = np.nan
+    H[10, 0] = np.inf
+    with pytest.warns(RuntimeWarning, match="2 sample"):
+        result = metrics(H, y, W, b)
+    for key in ("nc1", "nc3", "nc4", "ncc_mismatch", "trace_ratio"):
+        assert np.isnan(result[key]), key
+    assert np.isfinite(result["nc2"])
+
+
+def test_degenerate_inputs_are_nan_not_zero():
+    H, y, W, b = random_problem(N=100)
+    with pytest.warns(RuntimeWarning, match="W W\\^T is zero"):
+        assert np.isnan(metrics(H, y, np.zeros_like(W))["nc2"])
+    same_means = H - np.stack([H[y == k].mean(0) for k in range(5)])[y] + 1.0
+    with pytest.warns(RuntimeWarning, match="Sigma_B = 0"):
+        result = metrics(same_means, y, W, b)
+    # Equal means up to round-off must not give huge or tiny numbers.
+    for key in ("nc1", "nc3", "means_etf_error", "means_norm_cv", "trace_ratio"):
+        assert np.isnan(result[key]), key
+
+
+def test_no_warnings_on_clean_input():
+    H, y, W, b = random_problem(N=100)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        metrics(H, y, W, b)
+        metrics(H, y, W, None, num_classes=5)
