@@ -459,7 +459,7 @@ def classifier_weights(model):
 
 
 def feature_extractor(model):
-    """A keras.Model from `model.inputs` to [features, classifier output]."""
+    """A keras.Model from the model's inputs to [features, classifier output]."""
     import keras
 
     try:
@@ -470,7 +470,8 @@ def feature_extractor(model):
             "neural-collapse measurement needs a built functional model with "
             f"layers named 'features' and 'classifier' ({error})"
         ) from error
-    return keras.Model(model.inputs, [features, outputs], name="nc_features")
+    # model.input keeps the structure (single tensor, list or dict) of the inputs.
+    return keras.Model(model.input, [features, outputs], name="nc_features")
 
 
 def _is_tf_dataset(data):
@@ -487,6 +488,11 @@ def _split_batch(batch):
     return batch[0], batch[1]
 
 
+def _slices(x, y, batch_size):
+    for start in range(0, len(y), batch_size):
+        yield x[start:start + batch_size], y[start:start + batch_size]
+
+
 def iterate_batches(data, batch_size=256, max_samples=None):
     """Yields (x, y) numpy batches from any data the NC measurement accepts.
 
@@ -497,9 +503,7 @@ def iterate_batches(data, batch_size=256, max_samples=None):
             no sampling, so no random numbers are drawn).
     """
     if isinstance(data, (tuple, list)) and len(data) == 2 and not _is_tf_dataset(data):
-        x, y = data
-        n = len(y)
-        batches = ((x[i:i + batch_size], y[i:i + batch_size]) for i in range(0, n, batch_size))
+        batches = _slices(*data, batch_size)
     elif _is_tf_dataset(data):
         batches = (_split_batch(batch) for batch in data.as_numpy_iterator())
     elif hasattr(data, "__getitem__") and hasattr(data, "num_batches"):

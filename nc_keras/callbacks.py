@@ -1,0 +1,173 @@
+"""Keras callbacks: live neural-collapse metrics during `model.fit`."""
+
+import math
+import os
+import re
+
+import keras
+import numpy as np
+
+from nc_keras import collapse
+
+__all__ = ["NeuralCollapse", "load_history", "log_keys"]
+
+_NCC_MODES = ("previous", "exact", "none")
+
+
+def log_keys(validation=False):
+    """The keys `NeuralCollapse` writes into `logs` (train, or val_ ones)."""
+    keys = ["nc_accuracy" if k == "accuracy" else k for k in collapse.METRIC_KEYS]
+    return [("val_" if validation else "") + k for k in keys]
+
+
+class NeuralCollapse(keras.callbacks.Callback):
+    """Measures NC1-NC4 (Zhu et al. 2021, Sec. 4 "Metrics") at epoch ends.
+
+    At the end of every `every`-th epoch (epochs `every`, `2 every`, ...,
+    counted from 1, and always the last epoch of `fit`), one pass over
+    `train_data` (and `test_data`) streams the model's "features" layer
+    output into a `nc_keras.collapse.CollapseStatistics`, reads W = kernel^T
+    and b from its "classifier" layer (a Dense or a fixed SimplexETF), and
+    writes into `logs`: nc1, nc2, nc3, nc4, ncc_mismatch, nc_accuracy (the
+    accuracy of that pass), means_etf_error, means_norm_cv,
+    classifier_norm_cv and trace_ratio, with a "val_" prefix for `test_data`.
+    History, CSVLogger and TensorBoard then record them: put this callback
+    before those in the `callbacks` list, since Keras hands the same `logs`
+    to each callback in order. Every key is present from the first epoch on,
+    NaN on epochs that are not measured, so CSVLogger keeps all its columns.
+
+    The pass runs the model with training=False (BatchNorm with its moving
+    statistics, no Dropout), draws no random number and updates no variable,
+    so training is the same with or without this callback. Memory is
+    O(Kd + d^2) plus one batch, whatever the data size.
+
+    NCC mismatch needs the class means of the whole pass, which are only
+    known at its end. `ncc` chooses: "previous" (default) compares each
+    sample with the class means of this callback's previous measurement on
+    the same data, in the same single pass; the first measurement, which has
+    none, makes a second pass and is exact. "exact" always makes a second
+    pass (the epoch-end cost doubles). "none" logs NaN.
+
+    Args:
+        train_data: a tf.data.Dataset of (x, y) batches, a
+            keras.utils.PyDataset, or an (x, y) tuple of numpy arrays (batched
+            by `batch_size`). Labels are integers, (N, 1), or one-hot.
+        test_data: the same kinds, or None.
+        every: measure every this many epochs.
+        max_samples: measure on the first `max_samples` samples of each data
+            set only (in order; no sampling).
+        history_path: a directory; when given, every measurement also saves
+            `nc_epoch_{epoch:04d}.npz` (epoch counted from 1) with W, b (absent
+            for a classifier without bias), class means and counts ("train_"
+            and "val_" prefixed) and the logged metrics. Read them back with
+            `load_history`.
+        batch_size: batch size for tuple data.
+        ncc: "previous", "exact" or "none" (above).
+    """
+
+    def __init__(self, train_data, test_data=None, every=1, max_samples=None,
+                 history_path=None, *, batch_size=256, ncc="previous"):
+        super().__init__()
+        if int(every) < 1:
+            raise ValueError(f"every must be a positive integer; got {every}")
+        if ncc not in _NCC_MODES:
+            raise ValueError(f"ncc must be one of {_NCC_MODES}; got {ncc!r}")
+        self.train_data = train_data
+        self.test_data = test_data
+        self.every = int(every)
+        self.max_samples = max_samples
+        self.history_path = history_path
+        self.batch_size = int(batch_size)
+        self.ncc = ncc
+        self._extractor = None
+        self._extractor_of = None
+        self._previous_means = {}
+
+    def _passes(self):
+        yield "", self.train_data
+        if self.test_data is not None:
+            yield "val_", self.test_data
+
+    @property
+    def keys(self):
+        keys = log_keys()
+        if self.test_data is not None:
+            keys += log_keys(validation=True)
+        return keys
+
+    def on_train_begin(self, logs=None):
+        # Built once per model: a keras.Model sharing the model's layers, so
+        # it always sees the current weights.
+        if self._extractor_of is not self.model:
+            self._extractor = collapse.feature_extractor(self.model)
+            self._extractor_of = self.model
+        self._previous_means = {}
+        if self.history_path:
+            os.makedirs(self.history_path, exist_ok=True)
+
+    def _should_measure(self, epoch):
+        last = self.params.get("epochs") if self.params else None
+        return (epoch + 1) % self.every == 0 or (last is not None and epoch + 1 == last)
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = {} if logs is None else logs
+        if not self._should_measure(epoch):
+            logs.update(dict.fromkeys(self.keys, math.nan))
+            return
+        if self._extractor is None:  # used outside fit
+            self.on_train_begin()
+        W, b = collapse.classifier_weights(self.model)
+        saved = {"W": W} if b is None else {"W": W, "b": b}
+        for prefix, data in self._passes():
+            result, stats = self._measure(prefix, data)
+            for key, name in zip(collapse.METRIC_KEYS, log_keys()):
+                logs[prefix + name] = result[key]
+                saved[prefix + name] = np.float64(result[key])
+            saved[(prefix or "train_") + "class_means"] = stats.class_means
+            saved[(prefix or "train_") + "counts"] = stats.counts
+        if self.history_path:
+            _save_npz(os.path.join(self.history_path, f"nc_epoch_{epoch + 1:04d}.npz"),
+                      saved)
+
+    def _measure(self, prefix, data):
+        previous = self._previous_means.get(prefix)
+        if self.ncc == "none":
+            mode = "none"
+        elif self.ncc == "previous" and previous is not None:
+            mode = "given"
+        else:
+            mode = "exact"
+        result, stats = collapse.measure(
+            self._extractor, self.model, data, batch_size=self.batch_size,
+            max_samples=self.max_samples, ncc=mode, ncc_means=previous)
+        self._previous_means[prefix] = stats.class_means
+        return result, stats
+
+
+def _save_npz(path, arrays):
+    # Write then rename, so a crash never leaves a truncated file behind.
+    tmp = path + ".tmp.npz"
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+
+
+def load_history(history_path):
+    """Stacks the `nc_epoch_*.npz` files of `NeuralCollapse(history_path=...)`.
+
+    Returns a dict with "epoch" (1-based epoch numbers, sorted) and every
+    saved array stacked along a new first axis.
+    """
+    files = sorted(
+        (int(m.group(1)), name) for name in os.listdir(history_path)
+        if (m := re.fullmatch(r"nc_epoch_(\d+)\.npz", name))
+    )
+    if not files:
+        raise FileNotFoundError(f"no nc_epoch_*.npz files in {history_path}")
+    stacked = {"epoch": np.array([epoch for epoch, _ in files])}
+    loaded = []
+    for _, name in files:
+        with np.load(os.path.join(history_path, name)) as npz:
+            loaded.append(dict(npz))
+    for key in loaded[0]:
+        stacked[key] = np.stack([item[key] for item in loaded])
+    return stacked
