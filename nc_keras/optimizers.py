@@ -25,6 +25,12 @@ import keras
 from keras import ops
 
 
+def _constant(value, dtype):
+    # `ops.cast(python_float, "float64")` goes through float32 on TensorFlow
+    # (0.999 -> 0.99900001); converting directly keeps full precision.
+    return ops.convert_to_tensor(value, dtype=dtype)
+
+
 class _CoupledWeightDecay(keras.optimizers.Optimizer):
     """Base: `weight_decay` is added to the gradient (coupled L2)."""
 
@@ -38,7 +44,7 @@ class _CoupledWeightDecay(keras.optimizers.Optimizer):
         if self.weight_decay and self._use_weight_decay(variable):
             gradient = ops.add(
                 gradient,
-                ops.multiply(ops.cast(self.weight_decay, variable.dtype), variable),
+                ops.multiply(_constant(self.weight_decay, variable.dtype), variable),
             )
         return gradient
 
@@ -114,10 +120,10 @@ class SGD(_CoupledWeightDecay):
         gradient = self._coupled_gradient(gradient, variable)
         if self.momentum:
             buffer = self.momentum_buffers[self._get_variable_index(variable)]
-            momentum = ops.cast(self.momentum, variable.dtype)
+            momentum = _constant(self.momentum, variable.dtype)
             new_buffer = ops.add(
                 ops.multiply(buffer, momentum),
-                ops.multiply(gradient, 1.0 - self.dampening),
+                ops.multiply(gradient, _constant(1.0 - self.dampening, variable.dtype)),
             )
             if self.dampening:
                 # PyTorch starts the buffer at the first gradient, undamped.
@@ -211,17 +217,18 @@ class Adam(_CoupledWeightDecay):
         learning_rate = ops.cast(learning_rate, dtype)
         gradient = self._coupled_gradient(gradient, variable)
         step = ops.cast(self.iterations + 1, dtype)
-        correction_1 = 1.0 - ops.power(ops.cast(self.beta_1, dtype), step)
-        correction_2 = 1.0 - ops.power(ops.cast(self.beta_2, dtype), step)
+        beta_1, beta_2 = _constant(self.beta_1, dtype), _constant(self.beta_2, dtype)
+        correction_1 = 1.0 - ops.power(beta_1, step)
+        correction_2 = 1.0 - ops.power(beta_2, step)
         index = self._get_variable_index(variable)
         m = self.first_moments[index]
         v = self.second_moments[index]
-        self.assign(m, ops.add(ops.multiply(m, self.beta_1), (1.0 - self.beta_1) * gradient))
+        self.assign(m, ops.add(ops.multiply(m, beta_1), ops.multiply(1.0 - beta_1, gradient)))
         self.assign(
             v,
             ops.add(
-                ops.multiply(v, self.beta_2),
-                (1.0 - self.beta_2) * ops.square(gradient),
+                ops.multiply(v, beta_2),
+                ops.multiply(1.0 - beta_2, ops.square(gradient)),
             ),
         )
         second = v
@@ -229,7 +236,9 @@ class Adam(_CoupledWeightDecay):
             v_max = self.max_second_moments[index]
             self.assign(v_max, ops.maximum(v_max, v))
             second = v_max
-        denominator = ops.add(ops.sqrt(ops.divide(second, correction_2)), self.epsilon)
+        denominator = ops.add(
+            ops.sqrt(ops.divide(second, correction_2)), _constant(self.epsilon, dtype)
+        )
         self.assign_sub(
             variable,
             ops.multiply(ops.divide(learning_rate, correction_1), ops.divide(m, denominator)),
