@@ -11,7 +11,7 @@ import importlib
 import sys
 
 # Subcommand modules, in the order `--help` lists them.
-SUBCOMMANDS = ("demo", "params")
+SUBCOMMANDS = ("demo", "params", "measure")
 
 
 class UserError(Exception):

@@ -1,0 +1,138 @@
+"""`nc-keras measure`: NC1-NC4 of a directory of per-epoch checkpoints, as CSV."""
+
+import csv
+import os
+import re
+from pathlib import Path
+
+from nc_keras.cli import UserError
+
+_EPOCH = re.compile(r"epoch[_\-=.]?(\d+)", re.IGNORECASE)
+_NUMBER = re.compile(r"\d+")
+
+
+def register(subparsers):
+    parser = subparsers.add_parser(
+        "measure",
+        help="measure NC1-NC4 of saved checkpoints into a CSV table",
+        description=(
+            "Measure neural collapse (Zhu et al. 2021, Sec. 4: NC1-NC4, NCC "
+            "mismatch, accuracy and extras) of every .keras checkpoint in "
+            "CHECKPOINT_DIR, in epoch order (the number after 'epoch' in the "
+            "file name, else its last number; files without one come last), "
+            "for runs trained without the NeuralCollapse callback. Each model "
+            "needs layers named 'features' and 'classifier'."
+        ),
+    )
+    parser.add_argument("checkpoint_dir", metavar="CHECKPOINT_DIR")
+    parser.add_argument(
+        "--data", required=True,
+        help="an .npz file with arrays x and y, or a dataset name for "
+             "nc_keras.data.load (e.g. mnist, cifar10)",
+    )
+    parser.add_argument("--split", default="train", help="dataset split (default: train)")
+    parser.add_argument("--data-dir", help="where the dataset's files live")
+    parser.add_argument("--samples-per-class", type=int,
+                        help="measure on the first N samples of every class")
+    parser.add_argument("--max-samples", type=int,
+                        help="measure on the first N samples only")
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--output", "-o",
+                        help="CSV file to write (default: CHECKPOINT_DIR/collapse.csv)")
+    parser.add_argument("--no-ncc", action="store_true",
+                        help="skip the second pass that gives the NCC mismatch")
+    parser.set_defaults(func=run)
+
+
+def epoch_of(path):
+    """The epoch number in a checkpoint's file name, or None."""
+    stem = Path(path).stem
+    match = _EPOCH.search(stem)
+    if match:
+        return int(match.group(1))
+    numbers = _NUMBER.findall(stem)
+    return int(numbers[-1]) if numbers else None
+
+
+def checkpoints(directory):
+    """The .keras files of `directory`, sorted by epoch (unnumbered last)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise UserError(f"{directory} is not a directory")
+    files = [p for p in directory.iterdir() if p.suffix == ".keras" and p.is_file()]
+    if not files:
+        raise UserError(f"no .keras files in {directory}")
+
+    def key(path):
+        epoch = epoch_of(path)
+        return (epoch is None, epoch or 0, path.name)
+
+    return sorted(files, key=key)
+
+
+def load_data(args):
+    """(x, y) arrays from an .npz, or a tf.data.Dataset from nc_keras.data."""
+    if args.data.endswith(".npz") or os.path.isfile(args.data):
+        import numpy as np
+
+        if not os.path.isfile(args.data):
+            raise UserError(f"{args.data}: no such file")
+        with np.load(args.data) as npz:
+            missing = {"x", "y"} - set(npz.files)
+            if missing:
+                raise UserError(
+                    f"{args.data} lacks array(s) {sorted(missing)}; it has {npz.files}")
+            return npz["x"], npz["y"]
+    try:
+        from nc_keras import data
+    except ImportError as error:
+        raise UserError(f"dataset names need nc_keras.data ({error}); pass an .npz") from error
+    expected = (ValueError, getattr(data, "DataNotFoundError", ValueError))
+    try:
+        return data.load(args.data, split=args.split, batch_size=args.batch_size,
+                         data_dir=args.data_dir, samples_per_class=args.samples_per_class,
+                         shuffle=False)
+    except expected as error:
+        raise UserError(f"cannot load dataset {args.data!r}: {error}") from error
+
+
+def run(args):
+    import keras
+
+    from nc_keras import collapse
+    from nc_keras.reporting import format_table
+
+    try:  # registers SimplexETF and the other custom layers for load_model
+        import nc_keras.layers  # noqa: F401
+    except ImportError:
+        pass
+    files = checkpoints(args.checkpoint_dir)
+    data = load_data(args)
+    if isinstance(data, tuple) and args.samples_per_class:
+        raise UserError("--samples-per-class applies to dataset names, not .npz files")
+    output = Path(args.output or Path(args.checkpoint_dir) / "collapse.csv")
+    columns = ["checkpoint", "epoch", "num_samples", *collapse.METRIC_KEYS]
+    rows = []
+    with open(output, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        for path in files:
+            try:
+                model = keras.saving.load_model(path, compile=False)
+            except Exception as error:  # keras raises many kinds for a bad file
+                raise UserError(f"cannot load {path}: {error}") from error
+            try:
+                result = collapse.measure_model(
+                    model, data, batch_size=args.batch_size,
+                    max_samples=args.max_samples, ncc="none" if args.no_ncc else "exact")
+            except ValueError as error:
+                raise UserError(f"{path.name}: {error}") from error
+            row = {"checkpoint": path.name, "epoch": epoch_of(path), **result}
+            row["num_samples"] = int(result["num_samples"])
+            writer.writerow({key: row[key] for key in columns})
+            handle.flush()  # a long run shows its progress in the file
+            rows.append(row)
+            keras.backend.clear_session()
+    print(format_table(rows, columns, formats={"num_samples": "d"}))
+    print(f"wrote {output}")
+    return 0

@@ -1,0 +1,133 @@
+"""`nc-keras measure`: a directory of checkpoints into a CSV table."""
+
+import csv
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from nc_keras import collapse
+from nc_keras.cli import main
+
+K = 4
+
+
+def conv_model():
+    """Small conv net; GlobalAveragePooling2D is the "features" layer."""
+    inputs = keras.Input((8, 8, 3))
+    h = keras.layers.Conv2D(6, 3, activation="relu")(inputs)
+    h = keras.layers.GlobalAveragePooling2D(name="features")(h)
+    return keras.Model(inputs, keras.layers.Dense(K, name="classifier")(h))
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("run")
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 8, 8, 3)).astype("float32")
+    y = np.arange(60) % K
+    np.savez(tmp_path / "data.npz", x=x, y=y)
+    checkpoints = tmp_path / "ckpt"
+    checkpoints.mkdir()
+    model = conv_model()
+    # Saved out of order, with names whose lexical order is not epoch order;
+    # each with different weights.
+    for name in ("epoch_10.keras", "final.keras", "epoch_2.keras", "epoch_1.keras"):
+        model.set_weights([w + 0.3 * rng.normal(size=w.shape) for w in model.get_weights()])
+        model.save(checkpoints / name)
+    (checkpoints / "notes.txt").write_text("not a checkpoint")
+    return tmp_path, x, y
+
+
+def read_rows(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def test_measure_writes_csv_in_epoch_order(run_dir, capsys):
+    tmp_path, x, y = run_dir
+    out = tmp_path / "nc.csv"
+    code = main(["measure", str(tmp_path / "ckpt"), "--data", str(tmp_path / "data.npz"),
+                 "--output", str(out), "--batch-size", "16"])
+    assert code == 0
+    rows = read_rows(out)
+    assert [r["checkpoint"] for r in rows] == [
+        "epoch_1.keras", "epoch_2.keras", "epoch_10.keras", "final.keras"]
+    assert [r["epoch"] for r in rows] == ["1", "2", "10", ""]
+    for row in rows:
+        model = keras.saving.load_model(tmp_path / "ckpt" / row["checkpoint"])
+        h = keras.ops.convert_to_numpy(
+            keras.Model(model.input, model.get_layer("features").output)(x))
+        kernel = model.get_layer("classifier").kernel
+        bias = model.get_layer("classifier").bias
+        expected = collapse.metrics(h, y, keras.ops.convert_to_numpy(kernel).T,
+                                    keras.ops.convert_to_numpy(bias))
+        assert int(row["num_samples"]) == 60
+        for key in collapse.METRIC_KEYS:
+            assert float(row[key]) == pytest.approx(expected[key], rel=1e-5, abs=1e-7), key
+    printed = capsys.readouterr().out
+    assert "| checkpoint" in printed and f"wrote {out}" in printed
+
+
+def test_measure_default_output_and_no_ncc(run_dir, tmp_path):
+    run, _, _ = run_dir
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    for path in (run / "ckpt").glob("*.keras"):
+        (ckpt / path.name).symlink_to(path)
+    assert main(["measure", str(ckpt), "--data", str(run / "data.npz"),
+                 "--no-ncc", "--max-samples", "30"]) == 0
+    rows = read_rows(ckpt / "collapse.csv")
+    assert len(rows) == 4
+    assert all(row["ncc_mismatch"] == "nan" and row["num_samples"] == "30" for row in rows)
+
+
+def test_user_errors_are_one_line(tmp_path, capsys):
+    np.savez(tmp_path / "bad.npz", x=np.zeros((2, 3)))
+    cases = [
+        ([str(tmp_path / "missing"), "--data", "x.npz"], "is not a directory"),
+        ([str(tmp_path), "--data", "x.npz"], "no .keras files"),
+    ]
+    (tmp_path / "ckpt").mkdir()
+    conv_model().save(tmp_path / "ckpt" / "epoch_1.keras")
+    cases += [
+        ([str(tmp_path / "ckpt"), "--data", str(tmp_path / "bad.npz")], "lacks array(s) ['y']"),
+        ([str(tmp_path / "ckpt"), "--data", str(tmp_path / "nope.npz")], "no such file"),
+        ([str(tmp_path / "ckpt"), "--data", "no_such_dataset"], "dataset"),
+    ]
+    for argv, message in cases:
+        assert main(["measure", *argv]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1 and "Traceback" not in err, err
+
+
+def test_measure_dataset_name_goes_through_nc_keras_data(run_dir, tmp_path, monkeypatch):
+    """A dataset name is loaded by nc_keras.data.load, unshuffled (faked here)."""
+    import types
+
+    import tensorflow as tf
+
+    import nc_keras
+
+    run, x, y = run_dir
+    calls = []
+
+    def load(name, split="train", batch_size=128, data_dir=None,
+             samples_per_class=None, shuffle=None, **kwargs):
+        calls.append(dict(name=name, split=split, batch_size=batch_size,
+                          data_dir=data_dir, samples_per_class=samples_per_class,
+                          shuffle=shuffle))
+        return tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size)
+
+    fake = types.ModuleType("nc_keras.data")
+    fake.load = load
+    monkeypatch.setitem(sys.modules, "nc_keras.data", fake)
+    monkeypatch.setattr(nc_keras, "data", fake, raising=False)
+    assert main(["measure", str(run / "ckpt"), "--data", "cifar10", "--split", "test",
+                 "--data-dir", "/somewhere", "--samples-per-class", "3",
+                 "--batch-size", "32", "--no-ncc", "-o", str(tmp_path / "out.csv")]) == 0
+    assert calls == [dict(name="cifar10", split="test", batch_size=32, data_dir="/somewhere",
+                          samples_per_class=3, shuffle=False)]
+    rows = read_rows(tmp_path / "out.csv")
+    assert [row["num_samples"] for row in rows] == ["60"] * 4
