@@ -1,0 +1,38 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from nc_keras.cli import main
+
+
+def test_help_lists_every_subcommand():
+    result = subprocess.run(
+        [sys.executable, "-m", "nc_keras.cli", "--help"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0
+    for command in ("demo", "params"):
+        assert command in result.stdout
+
+
+def test_params_json_reports_the_papers_reductions(capsys):
+    assert main(["params", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [round(r["reduction_percent"], 2) for r in rows] == [8.01, 11.76, 20.70, 4.45]
+    assert all(r["paper_percent"] == round(r["reduction_percent"], 2) for r in rows)
+
+
+def test_params_table(capsys):
+    assert main(["params"]) == 0
+    out = capsys.readouterr().out
+    for text in ("ResNet50", "DenseNet169", "ResNet18", "8.01", "11.76", "20.70", "4.45"):
+        assert text in out
+
+
+def test_unknown_command_exits_with_usage(capsys):
+    with pytest.raises(SystemExit) as exit:
+        main(["no-such-command"])
+    assert exit.value.code == 2
+    assert "invalid choice" in capsys.readouterr().err
