@@ -9,7 +9,7 @@ import numpy as np
 
 from nc_keras import collapse
 
-__all__ = ["NeuralCollapse", "load_history", "log_keys"]
+__all__ = ["EpochCSVLogger", "NeuralCollapse", "load_history", "log_keys", "read_csv_log"]
 
 _NCC_MODES = ("previous", "exact", "none")
 
@@ -171,3 +171,83 @@ def load_history(history_path):
     for key in loaded[0]:
         stacked[key] = np.stack([item[key] for item in loaded])
     return stacked
+
+
+class EpochCSVLogger(keras.callbacks.Callback):
+    """Writes one CSV row per epoch, exactly once, even across resumed runs.
+
+    Like `keras.callbacks.CSVLogger`, but safe with
+    `keras.callbacks.BackupAndRestore`: when a run resumes at epoch e, the
+    rows of epochs >= e that an interrupted attempt wrote are replaced, so
+    the file never holds an epoch twice nor loses one. Columns are `epoch`
+    (0-based, as CSVLogger) and the sorted keys of the first epoch's `logs`
+    (put `NeuralCollapse` before this callback, so its keys are there from
+    the first epoch). Each epoch rewrites the file through a temporary file
+    and an atomic rename, so an interruption never leaves a torn file.
+
+    Args:
+        filename: path of the CSV file.
+        separator: the field separator. Defaults to ",".
+    """
+
+    def __init__(self, filename, separator=","):
+        super().__init__()
+        self.filename = os.fspath(filename)
+        self.separator = separator
+
+    def on_epoch_end(self, epoch, logs=None):
+        import csv
+
+        logs = dict(logs or {})
+        rows, columns = [], None
+        if os.path.exists(self.filename):
+            with open(self.filename, newline="") as handle:
+                reader = csv.DictReader(handle, delimiter=self.separator)
+                columns = reader.fieldnames
+                rows = [row for row in reader if int(row["epoch"]) < epoch]
+        if not columns:
+            columns = ["epoch"] + sorted(logs)
+        rows.append({"epoch": epoch, **{key: _csv_value(logs.get(key)) for key in columns[1:]}})
+        temporary = f"{self.filename}.tmp"
+        with open(temporary, "w", newline="") as handle:
+            writer = csv.DictWriter(
+                handle, fieldnames=columns, delimiter=self.separator, extrasaction="ignore"
+            )
+            writer.writeheader()
+            writer.writerows(rows)
+        os.replace(temporary, self.filename)
+
+
+def _csv_value(value):
+    if value is None:
+        return "NA"
+    try:
+        return float(keras.ops.convert_to_numpy(value))
+    except (TypeError, ValueError):
+        return value
+
+
+def read_csv_log(filename, separator=","):
+    """Reads a per-epoch CSV log (EpochCSVLogger, CSVLogger) column-wise.
+
+    Returns a dict column -> list; numbers become floats ("epoch" ints),
+    empty or "NA" cells NaN.
+    """
+    import csv
+
+    with open(filename, newline="") as handle:
+        rows = list(csv.DictReader(handle, delimiter=separator))
+    columns = {}
+    for row in rows:
+        for key, value in row.items():
+            columns.setdefault(key, []).append(_parse_number(value))
+    if "epoch" in columns:
+        columns["epoch"] = [int(value) for value in columns["epoch"]]
+    return columns
+
+
+def _parse_number(text):
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return math.nan if text in ("", "NA", None) else text
