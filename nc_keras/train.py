@@ -1,0 +1,318 @@
+"""One entry point for the paper's training runs (Sec. 4).
+
+`train(TrainConfig(...))` builds the data, the model, the optimizer and the
+callbacks from a configuration and runs `model.fit`, writing into
+`config.output_dir`:
+
+- `config.json` and `versions.json`: what ran, and with which software;
+- `log.csv`: one row per epoch (loss, accuracy, learning rate, and the
+  NeuralCollapse metrics nc1..nc4, ncc_mismatch, ... for the training set
+  and, prefixed `val_`, the test set);
+- `tensorboard/`: the same scalars for TensorBoard;
+- `nc_history/`: per-measurement `.npz` files (W, b, class means, metrics);
+- `checkpoints/epoch_NNNN.keras` when `checkpoints=True`;
+- `backup/` while the run is in progress: `keras.callbacks.BackupAndRestore`
+  state, so that running the same configuration again after an
+  interruption resumes at the last finished epoch (it is deleted when the
+  run completes);
+- `summary.json` and `figure.png` when the run completes.
+
+The paper's settings (SPEC section 4): SGD (momentum 0.9, lr 0.05, batch
+128), Adam (lr 1e-3, batch 64), L-BFGS (history 10, lr 0.1, batch 2048),
+200 epochs, the learning rate divided by 10 every 40 epochs, weight decay
+5e-4 on all parameters (coupled L2, as PyTorch applies it).
+"""
+
+import dataclasses
+import json
+import math
+import os
+import platform
+import sys
+from pathlib import Path
+
+import keras
+
+# The paper's defaults per optimizer (Sec. 4.1): learning rate, batch size.
+OPTIMIZER_DEFAULTS = {
+    "sgd": (0.05, 128),
+    "adam": (1e-3, 64),
+    "lbfgs": (0.1, 2048),
+}
+DECAY_SCHEMES = ("all", "features")
+MODEL_NAMES = (
+    "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
+    "resnet18_adapt", "mlp", "densenet169",
+)  # fmt: skip
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Everything that defines a training run; field docs appear in `--help`."""
+
+    dataset: str = dataclasses.field(
+        default="cifar10",
+        metadata={"help": "cifar10, mnist, cifar10_random, random_pixels, mnist_subset or folder"},
+    )
+    data_dir: str | None = dataclasses.field(
+        default=None,
+        metadata={"help": "local data (MNIST IDX files, a class-folder tree, or tfds data); see nc_keras.data"},
+    )
+    samples_per_class: int | None = dataclasses.field(
+        default=None, metadata={"help": "train on the first n samples of each class (balanced subset)"}
+    )
+    test_samples_per_class: int | None = dataclasses.field(
+        default=None, metadata={"help": "evaluate on the first n test samples of each class"}
+    )
+    augment: bool = dataclasses.field(
+        default=False, metadata={"help": "random crop 32 (padding 4) and horizontal flip (Sec. 4.3)"}
+    )
+    model: str = dataclasses.field(
+        default="resnet18", metadata={"help": "one of " + ", ".join(MODEL_NAMES)}
+    )
+    stem: str = dataclasses.field(
+        default="imagenet",
+        metadata={"help": "ResNet stem: imagenet (7x7 + max-pool, Sec. 4.1) or cifar (3x3, Sec. 4.3)"},
+    )
+    width: int | None = dataclasses.field(
+        default=None, metadata={"help": "resnet18_adapt: first-stage width k; mlp: hidden width"}
+    )
+    depth: int | None = dataclasses.field(default=None, metadata={"help": "mlp: number of hidden layers"})
+    classifier: str = dataclasses.field(
+        default="learned", metadata={"help": "learned, or etf (fixed simplex ETF, Sec. 4.3)"}
+    )
+    feature_dim: int | None = dataclasses.field(
+        default=None, metadata={"help": "feature dimension d (e.g. d = K); default: the architecture's"}
+    )
+    optimizer: str = dataclasses.field(default="sgd", metadata={"help": "sgd, adam or lbfgs"})
+    learning_rate: float | None = dataclasses.field(
+        default=None, metadata={"help": "initial learning rate; default 0.05 (sgd), 1e-3 (adam), 0.1 (lbfgs)"}
+    )
+    momentum: float = dataclasses.field(default=0.9, metadata={"help": "SGD momentum"})
+    batch_size: int | None = dataclasses.field(
+        default=None, metadata={"help": "batch size; default 128 (sgd), 64 (adam), 2048 (lbfgs)"}
+    )
+    epochs: int = dataclasses.field(default=200, metadata={"help": "number of epochs"})
+    lr_drop_every: int = dataclasses.field(
+        default=40, metadata={"help": "divide the learning rate every this many epochs (0: never)"}
+    )
+    lr_drop_factor: float = dataclasses.field(
+        default=0.1, metadata={"help": "multiply the learning rate by this at each drop"}
+    )
+    weight_decay: float = dataclasses.field(
+        default=5e-4, metadata={"help": "lambda: coupled L2 on all parameters, or on W and b (features scheme)"}
+    )
+    decay: str = dataclasses.field(
+        default="all",
+        metadata={"help": "all: coupled L2 on every parameter (paper default); features: "
+                  "lambda/2 (||W||^2 + ||b||^2) + lambda_h/2 ||H||^2, no backbone decay (appendix)"},
+    )
+    lambda_h: float | None = dataclasses.field(
+        default=None, metadata={"help": "features scheme: decay on the raw features H (default: weight_decay)"}
+    )
+    seed: int = dataclasses.field(default=0, metadata={"help": "seed of weights, data order and augmentation"})
+    output_dir: str = dataclasses.field(default="runs/run", metadata={"help": "where results are written"})
+    nc_every: int = dataclasses.field(default=1, metadata={"help": "measure NC every this many epochs"})
+    nc_max_samples: int | None = dataclasses.field(
+        default=None, metadata={"help": "measure NC on the first n samples of each split only"}
+    )
+    checkpoints: bool = dataclasses.field(
+        default=False, metadata={"help": "save checkpoints/epoch_NNNN.keras after every epoch"}
+    )
+    label: str | None = dataclasses.field(default=None, metadata={"help": "the run's name in figures"})
+
+    def resolved(self):
+        """A copy with the per-optimizer defaults filled in, after checks."""
+        if self.optimizer not in OPTIMIZER_DEFAULTS:
+            raise ValueError(
+                f"optimizer must be one of {tuple(OPTIMIZER_DEFAULTS)}; got {self.optimizer!r}."
+            )
+        if self.model not in MODEL_NAMES:
+            raise ValueError(f"model must be one of {MODEL_NAMES}; got {self.model!r}.")
+        if self.decay not in DECAY_SCHEMES:
+            raise ValueError(f"decay must be one of {DECAY_SCHEMES}; got {self.decay!r}.")
+        for name in ("epochs", "nc_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}.")
+        if self.lr_drop_every < 0:
+            raise ValueError(f"lr_drop_every must be >= 0; got {self.lr_drop_every}.")
+        rate, batch = OPTIMIZER_DEFAULTS[self.optimizer]
+        return dataclasses.replace(
+            self,
+            learning_rate=rate if self.learning_rate is None else self.learning_rate,
+            batch_size=batch if self.batch_size is None else self.batch_size,
+            lambda_h=self.weight_decay if self.lambda_h is None else self.lambda_h,
+            label=self.label or Path(self.output_dir).name,
+        )
+
+
+def learning_rate_schedule(config):
+    """The paper's step schedule: lr * factor ** (epoch // every)."""
+    rate, every, factor = config.learning_rate, config.lr_drop_every, config.lr_drop_factor
+
+    def schedule(epoch, current_rate=None):
+        return float(rate * factor ** (epoch // every)) if every else float(rate)
+
+    return schedule
+
+
+def build_model(config, num_classes, input_shape):
+    """The network of `config`, with the decay scheme's explicit penalties."""
+    from nc_keras import models
+
+    kwargs = dict(
+        num_classes=num_classes,
+        input_shape=input_shape,
+        classifier=config.classifier,
+        feature_dim=config.feature_dim,
+    )
+    if config.decay == "features":
+        kwargs.update(
+            lambda_w=config.weight_decay, lambda_b=config.weight_decay, lambda_h=config.lambda_h
+        )
+    if config.model.startswith("resnet") and config.model != "resnet18_adapt":
+        kwargs["stem"] = config.stem
+    if config.model == "resnet18_adapt" and config.width:
+        kwargs["width"] = config.width
+    if config.model == "mlp":
+        if config.width:
+            kwargs["width"] = config.width
+        if config.depth:
+            kwargs["depth"] = config.depth
+    return getattr(models, config.model)(**kwargs)
+
+
+def build_optimizer(config):
+    """PyTorch-semantics SGD or Adam; coupled decay only in the "all" scheme."""
+    from nc_keras import optimizers
+
+    weight_decay = config.weight_decay if config.decay == "all" else None
+    if config.optimizer == "sgd":
+        return optimizers.SGD(
+            config.learning_rate, momentum=config.momentum, weight_decay=weight_decay
+        )
+    if config.optimizer == "adam":
+        return optimizers.Adam(config.learning_rate, weight_decay=weight_decay)
+    raise ValueError(f"No Keras optimizer for {config.optimizer!r}.")
+
+
+def software_versions():
+    """Versions of what a run depends on, for `versions.json`."""
+    versions = {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "keras_backend": keras.backend.backend(),
+    }
+    for module in ("nc_keras", "keras", "numpy", "tensorflow", "jax", "torch"):
+        imported = sys.modules.get(module)
+        if imported is None and module in ("nc_keras", "keras", "numpy"):
+            imported = __import__(module)
+        if imported is not None:
+            versions[module] = getattr(imported, "__version__", "unknown")
+    return versions
+
+
+def _write_json(path, payload):
+    temporary = Path(f"{path}.tmp")
+    temporary.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    os.replace(temporary, path)
+
+
+def train(config, callbacks=(), verbose="auto"):
+    """Trains one configuration; resumes it if it was interrupted.
+
+    Args:
+        config: a `TrainConfig`.
+        callbacks: extra Keras callbacks, run after the built-in ones.
+        verbose: passed to `model.fit` (progress bar by default).
+
+    Returns:
+        A dict of per-epoch lists (the rows of `log.csv`, column-wise),
+        including the epochs of an interrupted earlier attempt.
+
+    Raises:
+        FileExistsError: `output_dir` holds a finished run (delete it to
+            train again: nothing is overwritten silently).
+        ValueError: an invalid configuration.
+        nc_keras.data.DataNotFoundError: the dataset is not available.
+    """
+    from nc_keras import callbacks as nc_callbacks
+    from nc_keras import data, plots
+
+    config = config.resolved()
+    out = Path(config.output_dir)
+    if (out / "summary.json").exists():
+        raise FileExistsError(
+            f"{out} holds a finished run (summary.json); choose another output "
+            "directory or delete it to train again."
+        )
+    if config.optimizer == "lbfgs":
+        raise NotImplementedError(
+            "Mini-batch L-BFGS training is not available yet; use sgd or adam."
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    _write_json(out / "config.json", dataclasses.asdict(config))
+    _write_json(out / "versions.json", software_versions())
+
+    keras.utils.set_random_seed(config.seed)
+    dataset_info = data.info(config.dataset, data_dir=config.data_dir)
+    common = dict(data_dir=config.data_dir, seed=config.seed)
+    train_data = data.load(
+        config.dataset, "train", config.batch_size,
+        samples_per_class=config.samples_per_class, augment=config.augment, **common,
+    )  # fmt: skip
+    # NC is measured on the un-augmented training set, in file order.
+    measure_batch = max(config.batch_size, 256)
+    train_eval = data.load(
+        config.dataset, "train", measure_batch, shuffle=False,
+        samples_per_class=config.samples_per_class, **common,
+    )  # fmt: skip
+    test_eval = data.load(
+        config.dataset, "test", measure_batch, shuffle=False,
+        samples_per_class=config.test_samples_per_class, **common,
+    )  # fmt: skip
+
+    model = build_model(config, dataset_info.num_classes, dataset_info.input_shape)
+    model.compile(
+        optimizer=build_optimizer(config),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    # Order matters: NeuralCollapse writes into `logs` before the loggers
+    # read them, and the backup is saved last, once the epoch is logged.
+    run_callbacks = [
+        nc_callbacks.NeuralCollapse(
+            train_eval, test_eval, every=config.nc_every,
+            max_samples=config.nc_max_samples, history_path=str(out / "nc_history"),
+        ),
+        keras.callbacks.LearningRateScheduler(learning_rate_schedule(config)),
+        nc_callbacks.EpochCSVLogger(str(out / "log.csv")),
+        keras.callbacks.TensorBoard(str(out / "tensorboard"), write_graph=False),
+    ]  # fmt: skip
+    if config.checkpoints:
+        (out / "checkpoints").mkdir(exist_ok=True)
+        run_callbacks.append(
+            keras.callbacks.ModelCheckpoint(str(out / "checkpoints" / "epoch_{epoch:04d}.keras"))
+        )
+    run_callbacks.append(keras.callbacks.BackupAndRestore(str(out / "backup")))
+    run_callbacks.extend(callbacks)
+
+    # The dataset shuffles itself (seeded); fit must not try to.
+    model.fit(
+        train_data, epochs=config.epochs, callbacks=run_callbacks, verbose=verbose, shuffle=False
+    )
+
+    history = nc_callbacks.read_csv_log(out / "log.csv")
+    _write_json(out / "summary.json", summarize(history))
+    plots.plot_runs([out], out / "figure.png")
+    return history
+
+
+def summarize(history):
+    """The last epoch's values and the first-to-last NC1 ratio."""
+    last = {key: values[-1] for key, values in history.items() if values}
+    nc1 = [v for v in history.get("nc1", []) if not math.isnan(v)]
+    if len(nc1) >= 2 and nc1[-1] > 0:
+        last["nc1_first_over_last"] = nc1[0] / nc1[-1]
+    last["epochs_completed"] = len(history.get("epoch", []))
+    return {key: (None if isinstance(v, float) and math.isnan(v) else v) for key, v in last.items()}
