@@ -316,3 +316,48 @@ def summarize(history):
         last["nc1_first_over_last"] = nc1[0] / nc1[-1]
     last["epochs_completed"] = len(history.get("epoch", []))
     return {key: (None if isinstance(v, float) and math.isnan(v) else v) for key, v in last.items()}
+
+
+def train_variants(base, variants, output_dir, layout="default", title=None, verbose="auto"):
+    """Trains several variants of one configuration and overlays them.
+
+    Each variant is a dict of `TrainConfig` fields (with a `label`) applied
+    on top of `base`; it runs in `output_dir/<label>` (resuming it if it was
+    interrupted, skipping it if it finished). Then `output_dir/figure.png`
+    overlays all runs in `layout` (see `nc_keras.plots.LAYOUTS`) and
+    `output_dir/summary.md` tabulates their last epochs.
+
+    Returns:
+        A list of (label, history) pairs.
+    """
+    from nc_keras import plots
+    from nc_keras.callbacks import read_csv_log
+    from nc_keras.reporting import format_table
+
+    output_dir = Path(output_dir)
+    results, run_dirs = [], []
+    for variant in variants:
+        label = variant["label"]
+        run_dir = output_dir / label.replace(" ", "_").replace("/", "-")
+        config = dataclasses.replace(base, output_dir=str(run_dir), **variant)
+        if (run_dir / "summary.json").exists():
+            print(f"[{label}] finished earlier; kept as is ({run_dir})")
+            history = read_csv_log(run_dir / "log.csv")
+        else:
+            print(f"[{label}] training into {run_dir}")
+            history = train(config, verbose=verbose)
+        results.append((label, history))
+        run_dirs.append(run_dir)
+    figure = plots.plot_runs(run_dirs, output_dir / "figure.png", layout=layout, title=title)
+    rows = [dict(summarize(history), label=label) for label, history in results]
+    table = format_table(
+        rows,
+        ["label", ("epochs_completed", "epochs"), ("nc_accuracy", "train acc"),
+         ("val_nc_accuracy", "test acc"), "nc1", "nc2", "nc3", "nc4"],
+        formats={"nc_accuracy": ".4f", "val_nc_accuracy": ".4f",
+                 **{f"nc{i}": ".3e" for i in range(1, 5)}},
+    )  # fmt: skip
+    (output_dir / "summary.md").write_text(table + "\n")
+    print(table)
+    print(f"figure: {figure}")
+    return results

@@ -11,7 +11,7 @@ import importlib
 import sys
 
 # Subcommand modules, in the order `--help` lists them.
-SUBCOMMANDS = ("demo", "params", "measure")
+SUBCOMMANDS = ("demo", "train", "plot", "measure", "params")
 
 
 class UserError(Exception):
