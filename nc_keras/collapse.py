@@ -77,8 +77,8 @@ METRIC_KEYS = (
     "trace_ratio",
 )
 
-# Up to this many classes, per-class sums as a one-hot product beat sorting.
-_ONE_HOT_MAX_CLASSES = 32
+# Up to this many classes in a batch, per-class masks beat sorting.
+_MASKED_MAX_CLASSES = 64
 
 
 def _to_numpy(x, dtype=None):
@@ -128,15 +128,16 @@ def _as_features(features, num_samples=None):
 def _class_sums(h, y, num_classes):
     """Per-class counts (K,) and feature sums (K, d) of one batch."""
     counts = np.bincount(y, minlength=num_classes)
-    if num_classes <= _ONE_HOT_MAX_CLASSES:
-        one_hot = np.zeros((h.shape[0], num_classes))
-        one_hot[np.arange(h.shape[0]), y] = 1.0
-        return counts, one_hot.T @ h
-    # Many classes: a one-hot product costs O(NKd); sorting is O(Nd).
-    order = np.argsort(y, kind="stable")
     present = np.flatnonzero(counts)
-    starts = np.concatenate([[0], np.cumsum(counts[present])[:-1]])
     sums = np.zeros((num_classes, h.shape[1]))
+    if present.size <= _MASKED_MAX_CLASSES:
+        # Boolean masks copy each row once; a one-hot product is slower here
+        # (thin BLAS shapes) and sorting costs an extra full copy.
+        for k in present:
+            sums[k] = h[y == k].sum(axis=0)
+        return counts, sums
+    order = np.argsort(y, kind="stable")
+    starts = np.concatenate([[0], np.cumsum(counts[present])[:-1]])
     sums[present] = np.add.reduceat(h[order], starts, axis=0)
     return counts, sums
 
@@ -176,9 +177,10 @@ class CollapseStatistics:
 
         S = S_a + S_b + n_a n_b / (n_a + n_b) (mu_b - mu_a)(mu_b - mu_a)^T,
 
-    done for all classes as one symmetric product. Each batch is centred on
-    its own class means before its scatter is formed, so no raw second moment
-    (and no cancellation between large, nearly equal numbers) ever appears.
+    summed over classes. `update` folds this correction into the centring of
+    the batch (see its comment), so each batch costs one (d x B)(B x d)
+    symmetric product; no raw second moment (and no cancellation between
+    large, nearly equal numbers) ever appears.
 
     Args:
         num_classes: K.
@@ -241,12 +243,24 @@ class CollapseStatistics:
             self.num_correct += int((predicted == y).sum())
         if y.shape[0] == 0:
             return self
-        counts, sums = _class_sums(h, y, self.num_classes)
-        present = counts > 0
-        batch_means = np.zeros_like(sums)
-        batch_means[present] = sums[present] / counts[present, None]
-        centred = h - batch_means[y]
-        self._merge(counts, batch_means, centred)
+        counts_b, sums = _class_sums(h, y, self.num_classes)
+        present = counts_b > 0
+        counts_a, total = self.counts[present], self.counts[present] + counts_b[present]
+        delta = sums[present] / counts_b[present, None] - self.means[present]
+        # Chan's merge folded into the centring: with
+        # c_k = mu_a + (1 - sqrt(n_a / (n_a + n_b))) (mu_b - mu_a),
+        # sum_i (h_i - c_k)(h_i - c_k)^T equals the batch's centred scatter
+        # plus n_a n_b / (n_a + n_b) (mu_b - mu_a)(mu_b - mu_a)^T exactly.
+        # c_k lies between the running and the batch mean, so h_i - c_k is of
+        # the size of the within-class spread (no cancellation), and one
+        # symmetric (syrk) product of B rows does everything.
+        centres = np.zeros_like(sums)
+        centres[present] = self.means[present] + delta * (
+            1.0 - np.sqrt(counts_a / total))[:, None]
+        rows = h - centres[y]
+        self.scatter += rows.T @ rows
+        self.means[present] += delta * (counts_b[present] / total)[:, None]
+        self.counts = self.counts + counts_b
         return self
 
     def update_ncc(self, features, logits, class_means):
@@ -274,7 +288,7 @@ class CollapseStatistics:
         self.num_ncc_mismatch += int((nearest != predicted).sum())
         return self
 
-    def _merge(self, counts_b, means_b, scatter_rows_b=None, scatter_b=None):
+    def _merge(self, counts_b, means_b, scatter_b):
         counts_a = self.counts
         total = counts_a + counts_b
         both = (counts_a > 0) & (counts_b > 0)
@@ -282,12 +296,7 @@ class CollapseStatistics:
         weight = np.zeros(self.num_classes)
         weight[both] = counts_a[both] * counts_b[both] / total[both]
         correction = delta[both] * np.sqrt(weight[both])[:, None]
-        # Batch scatter and Chan correction in one symmetric (syrk) product.
-        if scatter_rows_b is not None:
-            rows = np.concatenate([scatter_rows_b, correction], axis=0)
-            self.scatter += rows.T @ rows
-        else:
-            self.scatter += scatter_b + correction.T @ correction
+        self.scatter += scatter_b + correction.T @ correction
         nonzero = total > 0
         self.means[nonzero] += delta[nonzero] * (counts_b[nonzero] / total[nonzero])[:, None]
         self.counts = total
@@ -301,7 +310,7 @@ class CollapseStatistics:
             )
         if other.dim is not None:
             self._check_dim(other.dim)
-            self._merge(other.counts, other.means, scatter_b=other.scatter)
+            self._merge(other.counts, other.means, other.scatter)
         self.num_nonfinite += other.num_nonfinite
         self.num_predicted += other.num_predicted
         self.num_correct += other.num_correct

@@ -79,9 +79,9 @@ def test_metrics_match_reference_imbalanced(with_bias):
     assert_close(result, reference(H, y, W, b))
 
 
-@pytest.mark.parametrize("K,d", [(40, 16), (5, 3), (3, 30)])
+@pytest.mark.parametrize("K,d", [(80, 16), (5, 3), (3, 30)])
 def test_streaming_batches_match_reference(K, d):
-    # K=40 takes the sorting path for class sums; d=3 < K-1 caps the rank at d.
+    # K=80 takes the sorting path for class sums; d=3 < K-1 caps the rank at d.
     H, y, W, b = random_problem(N=50 * K, d=d, K=K, seed=K)
     stats = CollapseStatistics(K)
     for start in range(0, len(y), 37):
@@ -223,3 +223,21 @@ def test_no_warnings_on_clean_input():
         warnings.simplefilter("error")
         metrics(H, y, W, b)
         metrics(H, y, W, None, num_classes=5)
+
+
+def test_sigma_b_pseudo_inverse_keeps_rank_k_minus_1():
+    # Imbalanced classes: Hbar's null vector is the counts, not the ones vector.
+    H, y, W, b = random_problem(N=300, d=7, K=6, seed=11)
+    K = 6
+    M = np.stack([H[y == k].mean(0) for k in range(K)])
+    Hbar = (M - H.mean(0)).T
+    Sb = Hbar @ Hbar.T / K
+    Hc = H - M[y]
+    Sw = Hc.T @ Hc / len(y)
+    assert np.linalg.matrix_rank(Sb) == K - 1
+    full = np.trace(Sw @ np.linalg.pinv(Sb, rcond=1e-300, hermitian=True)) / K
+    eigval, eigvec = np.linalg.eigh(Sb)
+    top = eigvec[:, -(K - 1):] / eigval[-(K - 1):] @ eigvec[:, -(K - 1):].T
+    expected = np.trace(Sw @ top) / K
+    assert metrics(H, y, W, b)["nc1"] == pytest.approx(expected, rel=RTOL)
+    assert abs(full - expected) > 1e3 * expected  # inverting round-off is wrong
