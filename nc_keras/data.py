@@ -277,21 +277,22 @@ def load(
     if shuffle:
         dataset = dataset.shuffle(len(indices), seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
-    fetch = source.fetch_fn()
+    fetch, normalize = source.fetch_fn(), source.normalize_fn()
     if augment:
         # One fresh random seed pair per batch, a new stream every epoch.
         batch_seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
         dataset = tf.data.Dataset.zip(dataset, batch_seeds)
-        dataset = dataset.map(
-            lambda batch, rng_seed: (_augment(fetch(batch[0]), rng_seed), batch[1]),
-            num_parallel_calls=tf.data.AUTOTUNE,
-        )
+
+        def make_batch(batch, rng_seed):
+            positions, y = batch
+            return normalize(_augment(fetch(positions), rng_seed)), y
+
     else:
-        dataset = dataset.map(
-            lambda positions, y: (fetch(positions), y), num_parallel_calls=tf.data.AUTOTUNE
-        )
-    normalize = source.normalize_fn()
-    dataset = dataset.map(lambda x, y: (normalize(x), y), num_parallel_calls=tf.data.AUTOTUNE)
+
+        def make_batch(positions, y):
+            return normalize(fetch(positions)), y
+
+    dataset = dataset.map(make_batch, num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
