@@ -1,0 +1,177 @@
+"""Throughput of the input pipelines against what a ResNet18 training step consumes.
+
+Issue 4: every pipeline of `nc_keras.data` must deliver images at least 5x
+faster than a ResNet18 (CIFAR stem, batch 128) training step consumes them
+on the same machine, so that input never limits training.
+
+For each pipeline this measures
+- setup: seconds `nc_keras.data.load` takes (reading/decoding the source;
+  with a warm on-disk cache for image trees), once;
+- images/s: batches of 128 drawn from the dataset (repeated, so epochs roll
+  over), median over `--repeats` windows of `--batches` batches each, after
+  a warm-up;
+and the training rate: 128 / median seconds of `model.train_on_batch` on a
+fixed batch of ResNet18 (`nc_keras.models.resnet18(num_classes=10,
+input_shape=(32, 32, 3), stem="cifar")`, SGD momentum 0.9), after warm-up
+steps that include compilation, on the current KERAS_BACKEND.
+
+Prints a markdown table and appends it, with the date and machine, to
+benchmarks/results/data.md (unless --no-append).
+
+Usage:
+    KERAS_BACKEND=jax python benchmarks/bench_data.py [--data-dir ../shared/data]
+"""
+
+import argparse
+import datetime
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+RESULTS = REPO_ROOT / "benchmarks" / "results" / "data.md"
+REQUIRED_RATIO = 5.0
+
+# (label, load() arguments); the ones reading real data need --data-dir.
+PIPELINES = (
+    ("cifar10", dict(name="cifar10"), True),
+    ("cifar10 augment", dict(name="cifar10", augment=True), True),
+    ("cifar10_random", dict(name="cifar10_random"), True),
+    ("mnist", dict(name="mnist"), True),
+    ("mnist augment", dict(name="mnist", augment=True), True),
+    ("random_pixels", dict(name="random_pixels"), False),
+    ("mnist_subset", dict(name="mnist_subset"), False),
+)
+
+
+def pipeline_rate(dataset, batches, repeats, warmup=5):
+    """Median images/s over `repeats` windows of `batches` batches."""
+    iterator = iter(dataset.repeat())
+    for _ in range(warmup):
+        next(iterator)
+    rates = []
+    for _ in range(repeats):
+        images = 0
+        start = time.perf_counter()
+        for _ in range(batches):
+            x, _ = next(iterator)
+            images += int(x.shape[0])
+        rates.append(images / (time.perf_counter() - start))
+    return statistics.median(rates)
+
+
+def training_rate(batch_size, steps, warmup=2):
+    """Images/s of ResNet18 training steps on one fixed batch (median step)."""
+    import keras
+
+    from nc_keras.models import resnet18
+
+    model = resnet18(num_classes=10, input_shape=(32, 32, 3), stem="cifar")
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.05, momentum=0.9),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((batch_size, 32, 32, 3)).astype(np.float32)
+    y = rng.integers(0, 10, batch_size).astype(np.int32)
+    for _ in range(warmup):
+        model.train_on_batch(x, y)
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        model.train_on_batch(x, y)
+        times.append(time.perf_counter() - start)
+    return batch_size / statistics.median(times)
+
+
+def machine():
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{platform.node()}, {os.cpu_count()} CPU cores ({cpu}), no GPU used"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data-dir", type=Path, default=REPO_ROOT.parent / "shared" / "data")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--batches", type=int, default=40, help="batches per timing window")
+    parser.add_argument("--repeats", type=int, default=5, help="timing windows per pipeline")
+    parser.add_argument("--steps", type=int, default=5, help="timed ResNet18 training steps")
+    parser.add_argument("--no-append", action="store_true", help="print only")
+    args = parser.parse_args(argv)
+
+    import keras
+    import tensorflow  # noqa: F401 - imported here, so no setup time includes it
+
+    from nc_keras import data
+
+    train_rate = training_rate(args.batch_size, args.steps)
+    rows = []
+    for label, arguments, needs_data in PIPELINES:
+        if needs_data and not args.data_dir.is_dir():
+            rows.append((label, None, None))
+            continue
+        start = time.perf_counter()
+        dataset = data.load(
+            split="train",
+            batch_size=args.batch_size,
+            data_dir=args.data_dir if needs_data else None,
+            download=False,
+            **arguments,
+        )
+        setup = time.perf_counter() - start
+        rows.append((label, setup, pipeline_rate(dataset, args.batches, args.repeats)))
+
+    backend = keras.backend.backend()
+    lines = [
+        f"### {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, "
+        f"KERAS_BACKEND={backend}",
+        "",
+        f"Machine: {machine()}. Batch {args.batch_size}; pipeline: median of "
+        f"{args.repeats} windows of {args.batches} batches; ResNet18 (CIFAR stem) "
+        f"training step: median of {args.steps} steps = "
+        f"**{train_rate:.0f} images/s**.",
+        "",
+        "| pipeline (train split) | setup s | pipeline images/s | x ResNet18 step | >= 5x |",
+        "| --- | ---: | ---: | ---: | :---: |",
+    ]
+    for label, setup, rate in rows:
+        if rate is None:
+            lines.append(f"| {label} | - | no data at {args.data_dir} | - | - |")
+            continue
+        ratio = rate / train_rate
+        lines.append(
+            f"| {label} | {setup:.2f} | {rate:,.0f} | {ratio:,.0f}x | "
+            f"{'yes' if ratio >= REQUIRED_RATIO else 'NO'} |"
+        )
+    command = " ".join(["KERAS_BACKEND=" + backend, "python benchmarks/bench_data.py", *(argv or [])])
+    lines += ["", f"Command: `{command}`", ""]
+    table = "\n".join(lines)
+    print(table)
+    if not args.no_append:
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        new = not RESULTS.exists()
+        with RESULTS.open("a") as out:
+            if new:
+                out.write(
+                    "# Data pipeline throughput\n\n"
+                    "Written by `benchmarks/bench_data.py` (one section per run, newest last).\n\n"
+                )
+            out.write(table + "\n")
+        print(f"appended to {RESULTS.relative_to(REPO_ROOT)}")
+
+
+if __name__ == "__main__":
+    import sys
+
+    main(sys.argv[1:])
