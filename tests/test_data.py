@@ -319,6 +319,21 @@ def test_cifar10_from_a_local_image_tree_and_its_random_labels(tmp_path):
     assert not np.array_equal(random_labels, labels)
 
 
+def test_cifar10_from_a_tarball_read_without_unpacking(tmp_path):
+    import tarfile
+
+    write_png_tree(tmp_path / "tree" / "cifar10-jpg", data.CIFAR10_CLASSES, per_split=(2, 1), size=(32, 32))
+    with tarfile.open(tmp_path / "cifar10-jpg.tar.gz", "w:gz") as archive:
+        archive.add(tmp_path / "tree" / "cifar10-jpg", arcname="cifar10-jpg")  # with a top folder
+    from_tar = arrays(data.load("cifar10", "train", data_dir=tmp_path, shuffle=False))
+    from_tree = arrays(data.load("cifar10", "train", data_dir=tmp_path / "tree", shuffle=False))
+    np.testing.assert_array_equal(from_tar[0], from_tree[0])
+    np.testing.assert_array_equal(from_tar[1], from_tree[1])
+    assert len(labels_of(data.load("cifar10", "test", data_dir=tmp_path))) == 10
+    assert not (tmp_path / "cifar10-jpg").exists()
+    assert len(list((data.cache_dir() / "decoded").glob("cifar10-jpg-*.npz"))) >= 1
+
+
 def test_cifar10_from_torchvision_pickles(tmp_path):
     folder = tmp_path / "cifar-10-batches-py"
     folder.mkdir()
