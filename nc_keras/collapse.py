@@ -311,12 +311,33 @@ class CollapseStatistics:
         if other.dim is not None:
             self._check_dim(other.dim)
             self._merge(other.counts, other.means, other.scatter)
-        self.num_nonfinite += other.num_nonfinite
-        self.num_predicted += other.num_predicted
-        self.num_correct += other.num_correct
-        self.num_ncc_compared += other.num_ncc_compared
-        self.num_ncc_mismatch += other.num_ncc_mismatch
+        for name in self._COUNTERS:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
         return self
+
+    _COUNTERS = ("num_nonfinite", "num_predicted", "num_correct",
+                 "num_ncc_compared", "num_ncc_mismatch")
+
+    def get_state(self):
+        """A dict of numpy arrays (e.g. for np.savez), to merge on another host."""
+        state = {"num_classes": np.int64(self.num_classes), "counts": self.counts.copy()}
+        if self.dim is not None:
+            state.update(means=self.means.copy(), scatter=self.scatter.copy())
+        state.update({name: np.int64(getattr(self, name)) for name in self._COUNTERS})
+        return state
+
+    @classmethod
+    def from_state(cls, state):
+        """The inverse of `get_state` (accepts an open np.load result)."""
+        stats = cls(int(state["num_classes"]))
+        stats.counts = np.array(state["counts"], dtype=np.int64)
+        if "means" in state:
+            stats.dim = int(np.shape(state["means"])[1])
+            stats.means = np.array(state["means"], dtype=np.float64)
+            stats.scatter = np.array(state["scatter"], dtype=np.float64)
+        for name in cls._COUNTERS:
+            setattr(stats, name, int(state[name]))
+        return stats
 
     @property
     def class_means(self):
@@ -388,15 +409,21 @@ class CollapseStatistics:
                 "all class means coincide (Sigma_B = 0): NC1, NC3 and the "
                 "class-mean extras are NaN", RuntimeWarning, stacklevel=2)
             return out
-        sigma_w = self.scatter / N
-        out["nc1"] = _nc1(sigma_w, Hbar, tolerance)
+        out["nc1"] = _nc1(self._within_projected, Hbar, tolerance)
         out["nc3"] = _etf_distance(W @ Hbar, "W Hbar")
         out["means_etf_error"] = _etf_distance(Hbar.T @ Hbar, "Hbar^T Hbar")
         norms = np.linalg.norm(Hbar, axis=0)
         out["means_norm_cv"] = _cv(norms)
         trace_b = float(np.sum(norms**2)) / K
-        out["trace_ratio"] = float(np.trace(sigma_w)) / trace_b if trace_b > 0 else nan
+        out["trace_ratio"] = self._within_trace() / trace_b if trace_b > 0 else nan
         return out
+
+    def _within_trace(self):
+        return float(np.trace(self.scatter)) / self.num_samples
+
+    def _within_projected(self, U):
+        """diag(U^T Sigma_W U) for orthonormal columns U."""
+        return np.sum((self.scatter @ U) * U, axis=0) / self.num_samples
 
 
 def _cutoff(shape):
@@ -404,11 +431,12 @@ def _cutoff(shape):
     return max(shape) * np.finfo(float).eps
 
 
-def _nc1(sigma_w, Hbar, tolerance):
+def _nc1(within_projected, Hbar, tolerance):
     """(1/K) tr(Sigma_W Sigma_B^+) with Sigma_B = Hbar Hbar^T / K, rank <= K-1.
 
     Solved in the span of the centred means: with the thin SVD Hbar = U S V^T,
-    Sigma_B^+ = K U S^-2 U^T, so NC1 = sum_j u_j^T Sigma_W u_j / s_j^2. Since
+    Sigma_B^+ = K U S^-2 U^T, so NC1 = sum_j u_j^T Sigma_W u_j / s_j^2, and
+    `within_projected(U)` gives the u_j^T Sigma_W u_j. Since
     sum_k n_k (mu_k - mu_G) = 0, Hbar has rank at most K-1: its K-th singular
     value is round-off and is dropped, as are those below numpy's pinv cut-off
     max(d, K) eps s_max, or below `tolerance` (round-off of the means), when
@@ -417,7 +445,62 @@ def _nc1(sigma_w, Hbar, tolerance):
     U, s, _ = np.linalg.svd(Hbar, full_matrices=False)
     rank = min(Hbar.shape[1] - 1, int(np.sum(s > max(_cutoff(Hbar.shape) * s[0], tolerance))))
     U, s = U[:, :rank], s[:rank]
-    return float(np.sum((sigma_w @ U) * U, axis=0) @ (1.0 / s**2))
+    return float(within_projected(U) @ (1.0 / s**2))
+
+
+class _InMemoryStatistics(CollapseStatistics):
+    """Exact two-pass statistics of features held in memory.
+
+    NC1 needs Sigma_W only in the (K-1)-dim span of the centred means, and
+    the trace ratio only its trace, so with every feature at hand the d x d
+    scatter is never formed: O(NdK) work instead of O(Nd^2). Features are
+    centred on the final class means, chunk by chunk.
+    """
+
+    _CHUNK_ROWS = 8192
+
+    def __init__(self, num_classes, features, labels, W, b):
+        super().__init__(num_classes)
+        y = _as_labels(labels, self.num_classes)
+        h = _as_features(features, y.shape[0])
+        self._allocate(h.shape[1])
+        finite = np.isfinite(h).all(axis=1)
+        if not finite.all():
+            self.num_nonfinite = int((~finite).sum())
+            h, y = h[finite], y[finite]
+        self.counts, sums = _class_sums(h, y, self.num_classes)
+        present = self.counts > 0
+        self.means[present] = sums[present] / self.counts[present, None]
+        self._h, self._y, self._trace = h, y, None
+        if W.shape == self.means.shape:
+            # Logits and the NCC inner products in one (N, d) x (d, 2K) product.
+            scores = h @ np.concatenate([W, self.means]).T
+            predicted = np.argmax(scores[:, :num_classes] + b, axis=1)
+            self.num_predicted = y.shape[0]
+            self.num_correct = int((predicted == y).sum())
+            distances = np.sum(self.means**2, axis=1) - 2.0 * scores[:, num_classes:]
+            distances[:, ~present] = np.inf
+            self.num_ncc_compared = y.shape[0]
+            self.num_ncc_mismatch = int((np.argmin(distances, axis=1) != predicted).sum())
+
+    def _within_trace(self):
+        if self._trace is None:
+            self._within_projected(np.zeros((self.dim, 0)))
+        return self._trace
+
+    def _within_projected(self, U):
+        # One pass gives both the projection and the trace.
+        trace, projected = 0.0, np.zeros(U.shape[1])
+        for start in range(0, self._y.shape[0], self._CHUNK_ROWS):
+            part = slice(start, start + self._CHUNK_ROWS)
+            centred = self._h[part] - self.means[self._y[part]]
+            trace += float(np.einsum("ij,ij->", centred, centred))
+            projected += np.sum((centred @ U) ** 2, axis=0)
+        self._trace = trace / self.num_samples
+        return projected / self.num_samples
+
+    def update(self, *args, **kwargs):
+        raise TypeError("in-memory statistics are final; use CollapseStatistics to stream")
 
 
 def metrics(features, labels, W, b=None, num_classes=None):
@@ -432,17 +515,16 @@ def metrics(features, labels, W, b=None, num_classes=None):
     Returns:
         dict of Python floats keyed by `METRIC_KEYS` ("nc1", "nc2", "nc3",
         "nc4", "ncc_mismatch", "accuracy", ...). NCC mismatch uses the final
-        class means (exact). Bad input: see the module docstring.
+        class means (exact). Two passes over the features, O(NdK) time:
+        Sigma_W is used only through its trace and in the span of the class
+        means, never formed. Bad input: see the module docstring.
     """
     W = _to_numpy(W, np.float64)
     K = W.shape[0] if num_classes is None else int(num_classes)
-    h = _as_features(features)
     b_vec = np.zeros(K) if b is None else _to_numpy(b, np.float64).reshape(-1)
-    logits = h @ W.T + b_vec if W.shape == (K, h.shape[1]) else None
-    stats = CollapseStatistics(K, dim=h.shape[1]).update(h, labels, logits)
-    if logits is not None:
-        stats.update_ncc(h, logits, stats.class_means)
-    return stats.measure(W, b)
+    if b_vec.shape != (K,):
+        raise ValueError(f"b must have shape ({K},); got {b_vec.shape}")
+    return _InMemoryStatistics(K, features, labels, W, b_vec).measure(W, b)
 
 
 # ---------------------------------------------------------------------------

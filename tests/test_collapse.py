@@ -93,7 +93,7 @@ def test_streaming_batches_match_reference(K, d):
     assert_close(stats.measure(W, b), reference(H, y, W, b))
 
 
-def test_merge_of_shards_equals_one_pass():
+def test_merge_of_shards_equals_one_pass(tmp_path):
     H, y, W, b = random_problem(N=300, seed=3)
     whole = CollapseStatistics(5).update(H, y)
     shards = [CollapseStatistics(5) for _ in range(3)]
@@ -102,6 +102,10 @@ def test_merge_of_shards_equals_one_pass():
     for shard, (lo, hi) in zip(shards, bounds):
         for start in range(lo, hi, 23):
             shard.update(H[start:min(start + 23, hi)], y[start:min(start + 23, hi)])
+    # One shard travels through an .npz file, as from another host.
+    np.savez(tmp_path / "shard.npz", **shards[1].get_state())
+    with np.load(tmp_path / "shard.npz") as npz:
+        shards[1] = CollapseStatistics.from_state(npz)
     merged = CollapseStatistics(5).merge(shards[0]).merge(shards[1]).merge(shards[2])
     np.testing.assert_array_equal(merged.counts, whole.counts)
     np.testing.assert_allclose(merged.means, whole.means, rtol=1e-12)
