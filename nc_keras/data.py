@@ -172,11 +172,13 @@ class DatasetInfo:
 def info(name, data_dir=None, **options):
     """Describe dataset `name` (see the module docstring) without loading it.
 
-    Only `"folder"` needs `data_dir` (its classes and sizes are read from the
-    tree; `image_size`/`channels` options as for `load`); `"random_pixels"`
-    takes the same options as `load`.
+    Only `"folder"` needs `data_dir`: its classes and sizes are read from the
+    tree, and unless `mean` and `std` are given its training split is
+    decoded (and cached) to compute them. `"random_pixels"` and `"folder"`
+    take the same options as in `load`.
     """
     _check_name(name)
+    _check_options(name, options)
     if name in ("cifar10", "cifar10_random"):
         return DatasetInfo(
             name, 10, (32, 32, 3), {"train": 50_000, "test": 10_000},

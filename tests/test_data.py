@@ -185,6 +185,8 @@ def test_shuffling_defaults_to_the_training_split_and_follows_the_seed():
     # A new order every epoch.
     dataset = data.load("random_pixels", "train", seed=3, **options)
     assert not np.array_equal(labels_of(dataset), labels_of(dataset))
+    sizes = [len(y) for _, y in data.load("random_pixels", batch_size=32, drop_remainder=True, **options)]
+    assert sizes == [32, 32, 32]
 
 
 # --------------------------------------------------------------------------
