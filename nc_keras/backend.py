@@ -1,0 +1,398 @@
+"""The one place for backend-specific code.
+
+Everything else in nc_keras is written in `keras.ops` and reaches the active
+backend (``keras.backend.backend()``) only through the small functions here:
+compiling a function, differentiating it, Hessian-vector products, float64,
+and full-batch L-BFGS. The functions work on a *flat* float64 parameter vector
+so that the unconstrained feature model (`nc_keras.ufm`) and network training
+(which can flatten its trainable weights) share them.
+
+L-BFGS per backend:
+
+* tensorflow: `tfp.optimizer.lbfgs_minimize`, compiled with `tf.function`;
+* jax: the same algorithm from tfp's JAX substrate, under `jax.jit`. The
+  substrate needs two work-arounds, applied by `_tfp_jax()`: on jax >= 0.7,
+  `jax.interpreters.xla.pytype_aval_mappings` no longer exists and must be
+  re-pointed at `jax._src.core.pytype_aval_mappings`; and the substrate
+  try-imports TensorFlow (only to copy docstrings), which would load all of
+  TensorFlow into a JAX process, so that import is refused while it loads;
+* torch: `torch.optim.LBFGS` with the strong Wolfe line search.
+
+All three use the same history (number of correction pairs) and stop when the
+largest gradient entry is at most `tolerance` or after `max_iterations`.
+"""
+
+import contextlib
+import dataclasses
+import sys
+
+import keras
+import numpy as np
+
+
+def name():
+    return keras.backend.backend()
+
+
+@contextlib.contextmanager
+def float64():
+    """Context in which the backend computes in float64.
+
+    TensorFlow and torch honour float64 tensors as given; JAX silently
+    truncates them to float32 unless x64 is enabled, so it is enabled here for
+    the duration of the block only (other code in the process keeps its
+    defaults). Compiled JAX functions must be both traced and called inside.
+    """
+    if name() == "jax":
+        import jax
+
+        with jax.enable_x64(True):
+            yield
+    else:
+        yield
+
+
+def to_tensor(array, dtype="float64"):
+    return keras.ops.convert_to_tensor(np.asarray(array), dtype=dtype)
+
+
+def to_numpy(tensor):
+    return np.asarray(keras.ops.convert_to_numpy(tensor))
+
+
+def compile(function):  # noqa: A001 - the backend's compile, by design
+    """`function` compiled for the active backend (torch runs it eagerly).
+
+    torch.compile is left out on purpose: its warm-up costs seconds, far more
+    than the small problems here save.
+    """
+    backend = name()
+    if backend == "jax":
+        import jax
+
+        return jax.jit(function)
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return tf.function(function, reduce_retracing=True)
+    return function
+
+
+def value_and_grad(function):
+    """For a scalar `function(x, *rest)`, a function returning (value, d/dx).
+
+    Only the first argument is differentiated; the others (labels, batch
+    indices) are passed through.
+    """
+    backend = name()
+    if backend == "jax":
+        import jax
+
+        return jax.value_and_grad(function)
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        def tf_value_and_grad(x, *rest):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                value = function(x, *rest)
+            return value, tape.gradient(value, x)
+
+        return tf_value_and_grad
+    if backend == "torch":
+        import torch
+
+        def torch_value_and_grad(x, *rest):
+            with torch.enable_grad():
+                x = x.detach().requires_grad_(True)
+                value = function(x, *rest)
+                (grad,) = torch.autograd.grad(value, x)
+            return value.detach(), grad
+
+        return torch_value_and_grad
+    raise NotImplementedError(f"backend {backend!r} is not supported")
+
+
+def hessian_vector_product(function):
+    """For a scalar `function(x, *rest)`, a function (x, v, *rest) -> H(x) v.
+
+    Forward-over-reverse on JAX (one jvp of the gradient), double backward on
+    TensorFlow and torch. The Hessian itself is never formed.
+    """
+    backend = name()
+    if backend == "jax":
+        import jax
+
+        gradient = jax.grad(function)
+
+        def jax_hvp(x, v, *rest):
+            return jax.jvp(lambda y: gradient(y, *rest), (x,), (v,))[1]
+
+        return jax_hvp
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        def tf_hvp(x, v, *rest):
+            with tf.GradientTape() as outer:
+                outer.watch(x)
+                with tf.GradientTape() as inner:
+                    inner.watch(x)
+                    value = function(x, *rest)
+                gradient = inner.gradient(value, x)
+                directional = tf.reduce_sum(gradient * v)
+            return outer.gradient(directional, x)
+
+        return tf_hvp
+    if backend == "torch":
+        import torch
+
+        def torch_hvp(x, v, *rest):
+            with torch.enable_grad():
+                x = x.detach().requires_grad_(True)
+                (gradient,) = torch.autograd.grad(function(x, *rest), x, create_graph=True)
+                (product,) = torch.autograd.grad(gradient, x, grad_outputs=v)
+            return product.detach()
+
+        return torch_hvp
+    raise NotImplementedError(f"backend {backend!r} is not supported")
+
+
+@dataclasses.dataclass
+class LBFGSResult:
+    position: object  # backend tensor, flat
+    value: float
+    iterations: int
+    converged: bool
+
+
+def lbfgs_minimize(
+    value_and_grad_fn,
+    x0,
+    max_iterations=1000,
+    tolerance=1e-8,
+    history=10,
+    callback=None,
+    callback_every=10,
+):
+    """Minimize with full-batch L-BFGS on the active backend.
+
+    `value_and_grad_fn(x)` returns (f(x), grad f(x)) for a flat float vector x
+    (backend tensor); `x0` is the start. Stops when max |grad| <= `tolerance`
+    or after `max_iterations` iterations (each with a strong Wolfe line
+    search). `history` is the number of stored correction pairs. If given,
+    `callback(iterations, x, value)` runs every `callback_every` iterations
+    (the run proceeds in chunks of that many iterations; the optimizer state
+    carries over between chunks, so chunking does not change the iterates).
+    """
+    backend = name()
+    if backend in ("tensorflow", "jax"):
+        return _lbfgs_tfp(
+            value_and_grad_fn, x0, max_iterations, tolerance, history, callback, callback_every
+        )
+    if backend == "torch":
+        return _lbfgs_torch(
+            value_and_grad_fn, x0, max_iterations, tolerance, history, callback, callback_every
+        )
+    raise NotImplementedError(f"backend {backend!r} has no L-BFGS here")
+
+
+def _tfp_jax():
+    import jax
+    import jax.interpreters.xla as xla
+
+    if not hasattr(xla, "pytype_aval_mappings"):
+        xla.pytype_aval_mappings = jax._src.core.pytype_aval_mappings
+
+    class _RefuseTensorFlow:
+        def find_spec(self, fullname, path=None, target=None):
+            if fullname == "tensorflow":
+                raise ModuleNotFoundError("tensorflow is not loaded on the JAX backend")
+
+    blocker = None
+    if "tensorflow" not in sys.modules:
+        blocker = _RefuseTensorFlow()
+        sys.meta_path.insert(0, blocker)
+    try:
+        from tensorflow_probability.substrates.jax import optimizer
+    finally:
+        if blocker is not None:
+            sys.meta_path.remove(blocker)
+    return optimizer
+
+
+# Compiled tfp L-BFGS loops, one per (objective, history, tolerance): a
+# landscape of many starts on one problem compiles once.
+_TFP_LOOPS = {}
+
+
+def _lbfgs_tfp(value_and_grad_fn, x0, max_iterations, tolerance, history, callback, every):
+    if name() == "jax":
+        optimizer = _tfp_jax()
+        from tensorflow_probability.substrates.jax.optimizer import lbfgs as lbfgs_module
+    else:
+        import tensorflow_probability as tfp
+        from tensorflow_probability.python.optimizer import lbfgs as lbfgs_module
+
+        optimizer = tfp.optimizer
+    key = (name(), value_and_grad_fn, history, tolerance)
+    if key not in _TFP_LOOPS:
+
+        def resume(previous, limit):
+            return optimizer.lbfgs_minimize(
+                value_and_grad_fn,
+                initial_position=None,
+                previous_optimizer_results=previous,
+                max_iterations=limit,
+                num_correction_pairs=history,
+                tolerance=tolerance,
+                # Only the gradient test stops the run (as on torch): f and x
+                # can stall for an iteration long before the gradient is small.
+                f_relative_tolerance=0.0,
+                x_tolerance=0.0,
+            )
+
+        _TFP_LOOPS[key] = compile(resume)
+    resume = _TFP_LOOPS[key]
+    # The starting state (one gradient evaluation, an empty history) is built
+    # outside the compiled loop with tfp's own helper, so that one compiled
+    # function serves the start and every continuation: tracing tfp's L-BFGS
+    # takes seconds, running it milliseconds.
+    result = lbfgs_module._get_initial_state(value_and_grad_fn, x0, history, tolerance)
+    chunk = every if callback is not None else max_iterations
+    iterations = 0
+    while True:
+        limit = min(iterations + chunk, max_iterations)
+        result = resume(result, _int_tensor(limit))
+        iterations = int(to_numpy(result.num_iterations))
+        done = bool(to_numpy(result.converged)) or bool(to_numpy(result.failed))
+        if callback is not None:
+            callback(iterations, result.position, float(to_numpy(result.objective_value)))
+        if done or iterations >= max_iterations:
+            break
+    return LBFGSResult(
+        position=result.position,
+        value=float(to_numpy(result.objective_value)),
+        iterations=iterations,
+        converged=bool(to_numpy(result.converged)),
+    )
+
+
+def _int_tensor(value):
+    # A tensor, not a Python int, so that compiled functions are traced once.
+    return keras.ops.convert_to_tensor(value, dtype="int32")
+
+
+def _lbfgs_torch(value_and_grad_fn, x0, max_iterations, tolerance, history, callback, every):
+    import torch
+
+    x = torch.nn.Parameter(x0.detach().clone())
+    chunk = every if callback is not None else max_iterations
+    optimizer = torch.optim.LBFGS(
+        [x],
+        lr=1.0,
+        max_iter=chunk,
+        # torch caps the evaluations of a whole `step` call (default
+        # 1.25 max_iter), which starves the line search when a step is one
+        # chunk of few iterations; 25 per iteration matches tfp's budget.
+        max_eval=25 * chunk,
+        history_size=history,
+        tolerance_grad=tolerance,
+        # Only the gradient test should stop the run (as on the other backends).
+        tolerance_change=0.0,
+        line_search_fn="strong_wolfe",
+    )
+
+    def closure():
+        optimizer.zero_grad()
+        value, grad = value_and_grad_fn(x.detach())
+        x.grad = grad.detach().clone()
+        return value
+
+    iterations = 0
+    value = float("nan")
+    converged = False
+    while iterations < max_iterations:
+        optimizer.param_groups[0]["max_iter"] = min(chunk, max_iterations - iterations)
+        optimizer.step(closure)
+        done_now = optimizer.state[x]["n_iter"]
+        step_count = done_now - iterations
+        iterations = done_now
+        value, grad = value_and_grad_fn(x.detach())
+        value = float(value)
+        converged = float(grad.abs().max()) <= tolerance
+        if callback is not None:
+            callback(iterations, x.detach().clone(), value)
+        if converged or step_count == 0:
+            break
+    return LBFGSResult(
+        position=x.detach().clone(), value=value, iterations=iterations, converged=converged
+    )
+
+
+def lbfgs_batch_minimizer(objective, history_size=10, iterations=20, learning_rate=0.1):
+    """Mini-batch L-BFGS for network training (Sec. 4.1): one step per batch.
+
+    `objective(position, *batch)` is the batch objective of a flat weight
+    vector. Returns `minimize(position, *batch) -> new position`, which runs
+    up to `iterations` L-BFGS iterations on that batch.
+
+    * tensorflow, jax: `lbfgs_minimize` of tensorflow-probability (its JAX
+      substrate on JAX), compiled once for all batches; each batch starts a
+      fresh history (tfp cannot carry curvature pairs over to a different
+      objective) and uses tfp's Hager-Zhang line search, which has no
+      learning rate (`learning_rate` is unused).
+    * torch: one `torch.optim.LBFGS(lr=learning_rate, history_size,
+      max_iter=iterations, line_search_fn="strong_wolfe")` kept across
+      batches, as the paper's PyTorch code does.
+    """
+    backend = name()
+    grad_fn = value_and_grad(objective)
+    if backend in ("tensorflow", "jax"):
+        if backend == "jax":
+            optimizer = _tfp_jax()
+        else:
+            import tensorflow_probability as tfp
+
+            optimizer = tfp.optimizer
+
+        def minimize(position, *batch):
+            result = optimizer.lbfgs_minimize(
+                lambda p: grad_fn(p, *batch),
+                initial_position=position,
+                max_iterations=iterations,
+                num_correction_pairs=history_size,
+                tolerance=1e-10,
+            )
+            return result.position
+
+        return compile(minimize)
+    if backend == "torch":
+        import torch
+
+        state = {}
+
+        def minimize(position, *batch):
+            if not state:
+                state["param"] = torch.nn.Parameter(position.detach().clone())
+                state["optimizer"] = torch.optim.LBFGS(
+                    [state["param"]],
+                    lr=learning_rate,
+                    max_iter=iterations,
+                    history_size=history_size,
+                    line_search_fn="strong_wolfe",
+                )
+            param, optimizer = state["param"], state["optimizer"]
+            with torch.no_grad():
+                param.copy_(position)
+
+            def closure():
+                optimizer.zero_grad()
+                value, grad = grad_fn(param.detach(), *batch)
+                param.grad = grad.detach().clone()
+                return value
+
+            optimizer.step(closure)
+            return param.detach().clone()
+
+        return minimize
+    raise NotImplementedError(f"backend {backend!r} has no L-BFGS here")
