@@ -23,6 +23,7 @@ The paper's settings (SPEC section 4): SGD (momentum 0.9, lr 0.05, batch
 5e-4 on all parameters (coupled L2, as PyTorch applies it).
 """
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -193,7 +194,7 @@ def build_optimizer(config):
         )
     if config.optimizer == "adam":
         return optimizers.Adam(config.learning_rate, weight_decay=weight_decay)
-    raise ValueError(f"No Keras optimizer for {config.optimizer!r}.")
+    raise ValueError(f"{config.optimizer!r} is not a Keras optimizer; see `fit_lbfgs`.")
 
 
 def software_versions():
@@ -246,10 +247,6 @@ def train(config, callbacks=(), verbose="auto"):
             f"{out} holds a finished run (summary.json); choose another output "
             "directory or delete it to train again."
         )
-    if config.optimizer == "lbfgs":
-        raise NotImplementedError(
-            "Mini-batch L-BFGS training is not available yet; use sgd or adam."
-        )
     out.mkdir(parents=True, exist_ok=True)
     _write_json(out / "config.json", dataclasses.asdict(config))
     _write_json(out / "versions.json", software_versions())
@@ -273,11 +270,7 @@ def train(config, callbacks=(), verbose="auto"):
     )  # fmt: skip
 
     model = build_model(config, dataset_info.num_classes, dataset_info.input_shape)
-    model.compile(
-        optimizer=build_optimizer(config),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-    )
+    lbfgs = config.optimizer == "lbfgs"
     # Order matters: NeuralCollapse writes into `logs` before the loggers
     # read them, and the backup is saved last, once the epoch is logged.
     run_callbacks = [
@@ -285,10 +278,11 @@ def train(config, callbacks=(), verbose="auto"):
             train_eval, test_eval, every=config.nc_every,
             max_samples=config.nc_max_samples, history_path=str(out / "nc_history"),
         ),
-        keras.callbacks.LearningRateScheduler(learning_rate_schedule(config)),
         nc_callbacks.EpochCSVLogger(str(out / "log.csv")),
         keras.callbacks.TensorBoard(str(out / "tensorboard"), write_graph=False),
     ]  # fmt: skip
+    if not lbfgs:  # the paper's L-BFGS keeps its learning rate (Sec. 4.1)
+        run_callbacks.insert(1, keras.callbacks.LearningRateScheduler(learning_rate_schedule(config)))
     if config.checkpoints:
         (out / "checkpoints").mkdir(exist_ok=True)
         run_callbacks.append(
@@ -297,10 +291,23 @@ def train(config, callbacks=(), verbose="auto"):
     run_callbacks.append(keras.callbacks.BackupAndRestore(str(out / "backup")))
     run_callbacks.extend(callbacks)
 
-    # The dataset shuffles itself (seeded); fit must not try to.
-    model.fit(
-        train_data, epochs=config.epochs, callbacks=run_callbacks, verbose=verbose, shuffle=False
-    )
+    if lbfgs:
+        fit_lbfgs(
+            model, train_data, config.epochs, run_callbacks,
+            weight_decay=config.weight_decay if config.decay == "all" else None,
+            learning_rate=config.learning_rate, verbose=verbose,
+        )  # fmt: skip
+    else:
+        model.compile(
+            optimizer=build_optimizer(config),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=["accuracy"],
+        )
+        # The dataset shuffles itself (seeded); fit must not try to.
+        model.fit(
+            train_data, epochs=config.epochs, callbacks=run_callbacks, verbose=verbose,
+            shuffle=False,
+        )  # fmt: skip
 
     history = nc_callbacks.read_csv_log(out / "log.csv")
     _write_json(out / "summary.json", summarize(history))
@@ -361,3 +368,162 @@ def train_variants(base, variants, output_dir, layout="default", title=None, ver
     print(table)
     print(f"figure: {figure}")
     return results
+
+
+def fit_lbfgs(
+    model,
+    train_data,
+    epochs,
+    callbacks=(),
+    weight_decay=None,
+    history_size=10,
+    iterations_per_batch=20,
+    learning_rate=0.1,
+    verbose="auto",
+):
+    """Mini-batch L-BFGS training with Keras callbacks (Sec. 4.1, Fig. 3).
+
+    Each batch of `train_data` (the paper: 2048 samples) gets up to
+    `iterations_per_batch` L-BFGS iterations, with a line search, on the
+    batch objective
+
+        mean cross-entropy + the model's penalties + weight_decay/2 ||theta||^2
+
+    over all trainable weights theta (the paper's coupled L2, written into
+    the objective since L-BFGS has no gradient hook). Inside the objective
+    BatchNorm uses batch statistics; its moving statistics are updated once
+    per batch, by one training-mode forward pass at the batch's final
+    weights, which also gives the logged `loss` and `accuracy`.
+
+    What each backend runs is in `nc_keras.backend.lbfgs_batch_minimizer`:
+    on torch, `torch.optim.LBFGS` with the strong Wolfe line search and its
+    history kept across batches, exactly the paper's method; on TensorFlow
+    and JAX, tensorflow-probability's L-BFGS with a fresh history per batch
+    and the Hager-Zhang line search (tfp has no strong Wolfe search).
+
+    Callbacks receive the calls of `model.fit` (History, progress bar,
+    `NeuralCollapse`, `EpochCSVLogger`, `TensorBoard`, `BackupAndRestore`
+    for resuming).
+
+    Returns:
+        The `keras.callbacks.History` of the run.
+    """
+    from nc_keras import backend
+
+    objective, unflatten = _flat_objective(model, weight_decay)
+    minimize = backend.lbfgs_batch_minimizer(
+        objective, history_size=history_size, iterations=iterations_per_batch,
+        learning_rate=learning_rate,
+    )  # fmt: skip
+    cross_entropy = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    callback_list = keras.callbacks.CallbackList(
+        list(callbacks), add_history=True, add_progbar=verbose != 0,
+        verbose=1 if verbose == "auto" else verbose, epochs=epochs,
+        steps=_cardinality(train_data), model=model,
+    )  # fmt: skip
+    model.stop_training = False
+    if not hasattr(model, "optimizer"):
+        # Callbacks (TensorBoard, BackupAndRestore) look for one.
+        model.optimizer = None
+    callback_list.on_train_begin()
+    epoch_logs = {}
+    # BackupAndRestore sets `_initial_epoch` when it restores a run.
+    for epoch in range(model._initial_epoch or 0, epochs):
+        callback_list.on_epoch_begin(epoch)
+        position = _flat_weights(model)
+        loss_sum = correct = seen = 0.0
+        for step, (x, y) in enumerate(train_data):
+            callback_list.on_train_batch_begin(step)
+            x, y = keras.ops.convert_to_tensor(x), keras.ops.convert_to_tensor(y, "int32")
+            non_trainable = [v.value for v in model.non_trainable_variables]
+            position = minimize(position, x, y, non_trainable)
+            for variable, value in zip(model.trainable_variables, unflatten(position)):
+                variable.assign(value)
+            with _batch_norm_momentum(model, iterations_per_batch):
+                logits = model(x, training=True)
+            batch_loss = float(keras.ops.convert_to_numpy(
+                cross_entropy(y, logits) + _penalty(model, position, weight_decay)
+            ))  # fmt: skip
+            batch_correct = float(keras.ops.convert_to_numpy(
+                keras.ops.sum(keras.ops.cast(keras.ops.argmax(logits, -1) == y, "float32"))
+            ))  # fmt: skip
+            size = int(keras.ops.shape(y)[0])
+            loss_sum, correct, seen = loss_sum + batch_loss * size, correct + batch_correct, seen + size
+            callback_list.on_train_batch_end(
+                step, {"loss": batch_loss, "accuracy": batch_correct / size}
+            )
+        epoch_logs = {"loss": loss_sum / seen, "accuracy": correct / seen}
+        callback_list.on_epoch_end(epoch, epoch_logs)
+        if model.stop_training:
+            break
+    callback_list.on_train_end(epoch_logs)
+    return model.history
+
+
+@contextlib.contextmanager
+def _batch_norm_momentum(model, updates):
+    """BatchNorm momentum m -> m ** updates for one forward pass.
+
+    One pass then moves the moving statistics as `updates` passes at these
+    weights would. PyTorch's L-BFGS updates them at every evaluation of the
+    objective (about `iterations_per_batch` per batch); the compiled tfp
+    objective is stateless, so the update is made once, scaled to match.
+    """
+    layers = [layer for layer in model._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization)]
+    saved = [layer.momentum for layer in layers]
+    for layer in layers:
+        layer.momentum = layer.momentum**updates
+    try:
+        yield
+    finally:
+        for layer, momentum in zip(layers, saved):
+            layer.momentum = momentum
+
+
+def _cardinality(dataset):
+    try:
+        steps = int(dataset.cardinality())
+    except (AttributeError, TypeError):
+        return None
+    return steps if steps > 0 else None
+
+
+def _flat_weights(model):
+    return keras.ops.concatenate(
+        [keras.ops.reshape(v.value, (-1,)) for v in model.trainable_variables]
+    )
+
+
+def _penalty(model, position, weight_decay):
+    total = sum(model.losses) if model.losses else 0.0
+    if weight_decay:
+        total = total + 0.5 * weight_decay * keras.ops.sum(keras.ops.square(position))
+    return total
+
+
+def _flat_objective(model, weight_decay):
+    """The batch objective of one flat weight vector, and its inverse map."""
+    shapes = [tuple(v.shape) for v in model.trainable_variables]
+    bounds = [0]
+    for shape in shapes:
+        bounds.append(bounds[-1] + math.prod(shape))
+    cross_entropy = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+    def unflatten(position):
+        return [
+            keras.ops.reshape(position[start:stop], shape)
+            for start, stop, shape in zip(bounds[:-1], bounds[1:], shapes)
+        ]
+
+    def objective(position, x, y, non_trainable):
+        logits, _, losses = model.stateless_call(
+            unflatten(position), non_trainable, x, training=True, return_losses=True
+        )
+        value = cross_entropy(y, logits)
+        for penalty in losses:
+            value = value + penalty
+        if weight_decay:
+            value = value + 0.5 * weight_decay * keras.ops.sum(keras.ops.square(position))
+        return value
+
+    return objective, unflatten
