@@ -103,6 +103,7 @@ import gzip
 import hashlib
 import http.client
 import importlib.resources
+import logging
 import os
 import pickle
 import tarfile
@@ -140,6 +141,7 @@ _MNIST_IDX_STEMS = {
 _TFDS_HOSTS = {"mnist": "storage.googleapis.com", "cifar10": "www.cs.toronto.edu"}
 _PROBE_TIMEOUT_S = 3.0
 _IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif"}
+_LOG = logging.getLogger(__name__)  # says which source each load() used
 
 
 class DataNotFoundError(FileNotFoundError):
@@ -267,6 +269,7 @@ def load(
     augment = bool(augment) and split == "train"
 
     source = _source(name, split, data_dir, download, seed, options)
+    _LOG.info("%s %s: %d examples from %s", name, split, len(source.labels), source.description)
     indices = np.arange(len(source.labels))
     if samples_per_class is not None:
         indices = _first_per_class(source.labels, samples_per_class, source.num_classes, name, split)
@@ -361,7 +364,7 @@ class _RandomPixelSource:
     def fetch_fn(self):
         import tensorflow as tf
 
-        key = int(_hash32_np(np.uint32(self.seed * 2 + SPLITS.index(self.split))))
+        key = int(_split_key(self.seed, self.split))
         pixels_per_image = int(np.prod(self.image_shape))
 
         def fetch(positions):
@@ -381,12 +384,18 @@ class _RandomPixelSource:
 
 def random_pixels_reference(seed, split, index, image_shape=(32, 32, 3)):
     """Numpy reference for one random-pixels image (for checks and tests)."""
-    key = _hash32_np(np.uint32(seed * 2 + SPLITS.index(split)))
+    key = _split_key(seed, split)
     row = _hash32_np(np.uint32(index) ^ key)
     pixel = np.arange(int(np.prod(image_shape)), dtype=np.uint32)
     with np.errstate(over="ignore"):
         bits = _hash32_np(row + pixel * np.uint32(0x9E3779B9))
     return ((bits >> 8).astype(np.float32) / (1 << 24)).reshape(image_shape)
+
+
+def _split_key(seed, split):
+    # Any Python int seed, negative or beyond 32 bits, maps to its own key.
+    digest = hashlib.sha256(f"nc_keras.random_pixels:{int(seed)}:{split}".encode()).digest()
+    return np.uint32(int.from_bytes(digest[:4], "big"))
 
 
 def _hash32_np(x):

@@ -160,6 +160,8 @@ def test_random_pixels_are_deterministic_uniform_and_balanced():
     assert not np.array_equal(labels, other_seed[1])
     # Integer hashing: the same pixels as the numpy reference, on any machine.
     np.testing.assert_array_equal(images[7], data.random_pixels_reference(0, "train", 7, (8, 8, 3)))
+    big_seed = data.random_pixels_reference(2**40 + 3, "train", 0, (2, 2, 1))
+    assert big_seed.shape == (2, 2, 1) and not np.allclose(big_seed, data.random_pixels_reference(3, "train", 0, (2, 2, 1)))
     test_images, test_labels = arrays(data.load("random_pixels", "test", **options))
     assert np.bincount(test_labels).tolist() == [10] * 5
     assert not np.allclose(test_images[:10], images[:10])
