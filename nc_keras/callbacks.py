@@ -39,7 +39,9 @@ class NeuralCollapse(keras.callbacks.Callback):
     The pass runs the model with training=False (BatchNorm with its moving
     statistics, no Dropout), draws no random number and updates no variable,
     so training is the same with or without this callback. Memory is
-    O(Kd + d^2) plus one batch, whatever the data size.
+    O(Kd + d^2) plus a chunk of model outputs (about 16 MB: batches are
+    grouped so that the float64 statistics run as few large products),
+    whatever the data size.
 
     NCC mismatch needs the class means of the whole pass, which are only
     known at its end. `ncc` chooses: "previous" (default) compares each

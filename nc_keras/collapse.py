@@ -457,7 +457,8 @@ class _InMemoryStatistics(CollapseStatistics):
     centred on the final class means, chunk by chunk.
     """
 
-    _CHUNK_ROWS = 8192
+    # Centred chunks of about 2 MB stay in cache between their three uses.
+    _CHUNK_BYTES = 2**21
 
     def __init__(self, num_classes, features, labels, W, b):
         super().__init__(num_classes)
@@ -491,8 +492,9 @@ class _InMemoryStatistics(CollapseStatistics):
     def _within_projected(self, U):
         # One pass gives both the projection and the trace.
         trace, projected = 0.0, np.zeros(U.shape[1])
-        for start in range(0, self._y.shape[0], self._CHUNK_ROWS):
-            part = slice(start, start + self._CHUNK_ROWS)
+        rows = max(64, self._CHUNK_BYTES // (8 * self.dim))
+        for start in range(0, self._y.shape[0], rows):
+            part = slice(start, start + rows)
             centred = self._h[part] - self.means[self._y[part]]
             trace += float(np.einsum("ij,ij->", centred, centred))
             projected += np.sum((centred @ U) ** 2, axis=0)
@@ -620,19 +622,39 @@ def iterate_batches(data, batch_size=256, max_samples=None):
         yield x, y
 
 
+# Model outputs are gathered into chunks of about this size before the
+# float64 statistics: one large symmetric product is several times faster
+# than many small ones (BLAS threading overhead), and memory stays bounded.
+_CHUNK_BYTES = 16 * 2**20
+
+
+def _feature_chunks(extractor, data, batch_size, max_samples):
+    """Yields (features, labels, logits) numpy chunks of whole batches."""
+    parts, size = [], 0
+    for x, y in iterate_batches(data, batch_size, max_samples):
+        features, logits = extractor.predict_on_batch(x)
+        features = _to_numpy(features).reshape(len(y), -1)
+        parts.append((features, y, _to_numpy(logits)))
+        size += features.nbytes
+        if size >= _CHUNK_BYTES:
+            yield tuple(np.concatenate(column) for column in zip(*parts))
+            parts, size = [], 0
+    if parts:
+        yield tuple(np.concatenate(column) for column in zip(*parts))
+
+
 def accumulate(extractor, data, num_classes, *, batch_size=256, max_samples=None,
                ncc_means=None, stats=None):
     """One pass of `extractor` (from `feature_extractor`) over `data`.
 
     Runs the extractor with training=False (BatchNorm uses its moving
-    statistics, Dropout is off, no random numbers are drawn) and streams each
-    batch into `stats` (a new `CollapseStatistics` when None). When
-    `ncc_means` (K, d) is given, also counts NCC mismatches against it.
+    statistics, Dropout is off, no random numbers are drawn) and streams its
+    outputs into `stats` (a new `CollapseStatistics` when None), in chunks of
+    at most a few batches (`_CHUNK_BYTES`). When `ncc_means` (K, d) is given,
+    also counts NCC mismatches against it.
     """
     stats = CollapseStatistics(num_classes) if stats is None else stats
-    for x, y in iterate_batches(data, batch_size, max_samples):
-        features, logits = extractor.predict_on_batch(x)
-        features = _to_numpy(features).reshape(len(y), -1)
+    for features, y, logits in _feature_chunks(extractor, data, batch_size, max_samples):
         stats.update(features, y, logits)
         if ncc_means is not None:
             stats.update_ncc(features, logits, ncc_means)
@@ -642,9 +664,8 @@ def accumulate(extractor, data, num_classes, *, batch_size=256, max_samples=None
 def ncc_pass(extractor, data, stats, *, batch_size=256, max_samples=None):
     """Second pass: exact NCC mismatch against the final means of `stats`."""
     means = stats.class_means
-    for x, y in iterate_batches(data, batch_size, max_samples):
-        features, logits = extractor.predict_on_batch(x)
-        stats.update_ncc(_to_numpy(features).reshape(len(y), -1), logits, means)
+    for features, _, logits in _feature_chunks(extractor, data, batch_size, max_samples):
+        stats.update_ncc(features, logits, means)
     return stats
 
 

@@ -175,7 +175,10 @@ def test_training_unchanged_by_callback():
         np.testing.assert_array_equal(a, b)
 
 
-def test_measure_model_on_every_data_kind():
+@pytest.mark.parametrize("chunk_bytes", [None, 1])
+def test_measure_model_on_every_data_kind(chunk_bytes, monkeypatch):
+    if chunk_bytes:  # every batch its own chunk: exercises the streaming merge
+        monkeypatch.setattr(collapse, "_CHUNK_BYTES", chunk_bytes)
     x, y = toy_data(90)
     model = mlp(keras.layers.Dense(K, use_bias=False, name="classifier"))
     expected = independent(model, x, y)
