@@ -11,7 +11,7 @@ import importlib
 import sys
 
 # Subcommand modules, in the order `--help` lists them.
-SUBCOMMANDS = ("demo", "train", "plot", "measure", "params")
+SUBCOMMANDS = ("demo", "train", "plot", "measure", "ufm", "params")
 
 
 class UserError(Exception):

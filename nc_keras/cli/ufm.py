@@ -1,0 +1,234 @@
+"""`nc-keras ufm`: solve the unconstrained feature model (eq. (3)) once."""
+
+import argparse
+import math
+from pathlib import Path
+
+DESCRIPTION = """\
+Minimize the unconstrained feature model of Zhu et al. (2021), eq. (3),
+
+  f(W, H, b) = (1/N) sum CE(W h + b, y) + lW/2 |W|^2 + lH/2 |H|^2 + lb/2 |b|^2,
+
+from a random start with one optimizer, on the active Keras backend
+(KERAS_BACKEND) in float64. Prints progress while it runs, then a table with
+the gap f - f* to the exact global minimum of Theorem 3.1, NC1-NC4 and the
+smallest Hessian eigenvalue at the end point (Theorem 3.2: >= 0 up to
+round-off at a global minimizer, negative at every other critical point), and
+saves a figure of the gap and NC1-NC4 per iteration (log scale).
+"""
+
+
+def register(subparsers):
+    parser = subparsers.add_parser(
+        "ufm",
+        help="solve the unconstrained feature model, compare with its exact optimum",
+        description=DESCRIPTION,
+        formatter_class=lambda prog: argparse.RawDescriptionHelpFormatter(
+            prog, max_help_position=32
+        ),
+    )
+    from nc_keras.ufm import DEFAULT_LAMBDA, METHODS
+
+    add = parser.add_argument
+    add("--classes", type=int, default=10, metavar="K", help="number of classes K (default: 10)")
+    add("--dim", type=int, default=20, metavar="D", help="feature dimension d >= K-1 (default: 20)")
+    add(
+        "--per-class",
+        type=int,
+        default=30,
+        metavar="N",
+        help="samples per class n, balanced (default: 30)",
+    )
+    for name, what in (("w", "the classifier W"), ("h", "the features H"), ("b", "the bias b")):
+        add(
+            f"--lambda-{name}",
+            type=float,
+            default=DEFAULT_LAMBDA,
+            metavar="L",
+            help=f"weight decay on {what} (default: {DEFAULT_LAMBDA:g})",
+        )
+    add(
+        "--method",
+        choices=METHODS,
+        default="lbfgs",
+        help="optimizer: full-batch gradient descent with Armijo steps (gd), "
+        "minibatch SGD with momentum 0.9 (sgd) or Adam (adam), each ended by a "
+        "full-batch gd polish, or L-BFGS with history 10 and strong Wolfe line "
+        "search (lbfgs) (default: lbfgs)",
+    )
+    add("--seed", type=int, default=0, help="seed of the random start (default: 0)")
+    add(
+        "--init-scale",
+        type=float,
+        default=1.0,
+        metavar="S",
+        help="standard deviation of the random start's entries (default: 1.0)",
+    )
+    add(
+        "--steps",
+        type=int,
+        default=None,
+        help="iteration budget: gd 20000, lbfgs 2000, sgd/adam 1000 minibatch "
+        "steps before the polish (default: per method)",
+    )
+    add(
+        "--lr",
+        type=float,
+        default=None,
+        help="learning rate of sgd (default 0.5) or adam (default 0.1); "
+        "divided by 10 at 50%% and 75%% of --steps",
+    )
+    add(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="minibatch size of sgd/adam (default: N/10)",
+    )
+    add(
+        "--gradient-tolerance",
+        type=float,
+        default=1e-9,
+        metavar="TOL",
+        help="stop when the largest gradient entry is at most TOL (default: 1e-9)",
+    )
+    add(
+        "--no-polish",
+        action="store_true",
+        help="sgd/adam: skip the final full-batch phase (they then stop near "
+        "a relative gap of 1e-4, the minibatch noise floor)",
+    )
+    add(
+        "--print-every",
+        type=int,
+        default=10,
+        metavar="R",
+        help="print a progress line every R recorded points (default: 10)",
+    )
+    add(
+        "--hessian-k",
+        type=int,
+        default=1,
+        metavar="K",
+        help="how many of the smallest Hessian eigenvalues to report; 0 skips "
+        "the Lanczos check (default: 1)",
+    )
+    add(
+        "--output",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="figure file (PNG, PDF, SVG) (default: ufm-METHOD-K{K}-d{D}-n{N}.png "
+        "in the current directory)",
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args):
+    from nc_keras import cli, ufm
+    from nc_keras.reporting import format_table
+
+    _check(args, cli.UserError)
+    best = ufm.optimum(args.classes, args.per_class, args.lambda_w, args.lambda_h, args.lambda_b)
+    where = "the origin" if best.at_origin else f"row norm w* = {best.w_norm:.6g}, |h*| = {best.h_norm:.6g}"
+    print(
+        f"UFM K={args.classes} d={args.dim} n={args.per_class}, lambdas "
+        f"{args.lambda_w:g}/{args.lambda_h:g}/{args.lambda_b:g}: f* = {best.value:.12g} at {where}"
+    )
+    print(f"solving with {args.method} from random start {args.seed} ...", flush=True)
+    counter = {"records": 0}
+
+    def progress(method, row):
+        counter["records"] += 1
+        if counter["records"] % args.print_every == 1 or args.print_every == 1:
+            metrics = "  ".join(f"{k.upper()} {row.get(k, math.nan):.2e}" for k in ufm.NC_KEYS)
+            print(
+                f"  [{row['phase']:>6}] iter {row['step']:>6}  f-f* {row['gap']:.3e}  "
+                f"{metrics}  {row['seconds']:.2f} s",
+                flush=True,
+            )
+
+    result = ufm.solve(
+        args.classes,
+        args.dim,
+        args.per_class,
+        args.lambda_w,
+        args.lambda_h,
+        args.lambda_b,
+        method=args.method,
+        seed=args.seed,
+        steps=args.steps,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        gradient_tolerance=args.gradient_tolerance,
+        polish=not args.no_polish,
+        init_scale=args.init_scale,
+        progress=progress,
+    )
+    final = result.final
+    row = {
+        "method": result.method,
+        "gap": final["gap"],
+        "relative_gap": final["relative_gap"],
+        **{key: final[key] for key in ufm.NC_KEYS},
+        "steps": result.steps,
+        "polish": result.polish_steps,
+        "seconds": result.seconds,
+    }
+    columns = ["method", ("gap", "f - f*"), ("relative_gap", "(f-f*)/|f*|"), *ufm.NC_KEYS]
+    if args.hessian_k > 0:
+        eigen = ufm.hessian_min_eigenvalue(
+            result.W,
+            result.H,
+            result.b,
+            result.labels,
+            args.lambda_w,
+            args.lambda_h,
+            args.lambda_b,
+            k=args.hessian_k,
+        )
+        row["hessian_min"] = float(eigen.eigenvalues[0])
+        columns.append(("hessian_min", "min Hessian eig"))
+    columns += ["steps", "polish", "seconds"]
+    formats = {key: ".2e" for key in ("gap", "relative_gap", "hessian_min", *ufm.NC_KEYS)}
+    formats["seconds"] = ".2f"
+    print()
+    print(format_table([row], columns, formats))
+    if args.hessian_k > 1:
+        print("smallest Hessian eigenvalues:", " ".join(f"{v:.3e}" for v in eigen.eigenvalues))
+    if args.hessian_k > 0 and not best.at_origin:
+        zero_modes = ufm.rotation_zero_modes(args.classes, args.dim, args.lambda_b)
+        print(
+            f"(at a global minimizer the Hessian has {zero_modes} zero eigenvalues from "
+            "the O(d) rotation symmetry, so the smallest is 0 up to round-off)"
+        )
+    output = args.output or Path(
+        f"ufm-{args.method}-K{args.classes}-d{args.dim}-n{args.per_class}.png"
+    )
+    output.parent.mkdir(parents=True, exist_ok=True)
+    ufm.plot_trajectory(result, output)
+    print(f"figure: {output.resolve()}")
+    return 0
+
+
+def _check(args, UserError):
+    if args.classes < 2:
+        raise UserError(f"--classes must be at least 2; got {args.classes}")
+    if args.dim < args.classes - 1:
+        raise UserError(
+            f"--dim must be at least --classes - 1 = {args.classes - 1} (a simplex "
+            f"ETF of K vectors spans K-1 dimensions); got {args.dim}"
+        )
+    if args.per_class < 1:
+        raise UserError(f"--per-class must be at least 1; got {args.per_class}")
+    if args.lambda_w <= 0 or args.lambda_h <= 0 or args.lambda_b < 0:
+        raise UserError("--lambda-w and --lambda-h must be > 0 and --lambda-b >= 0")
+    for name in ("steps", "batch_size", "print_every"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise UserError(f"--{name.replace('_', '-')} must be at least 1; got {value}")
+    if args.batch_size is not None and args.batch_size > args.classes * args.per_class:
+        raise UserError(
+            f"--batch-size must be at most N = {args.classes * args.per_class}; got {args.batch_size}"
+        )
+    if args.hessian_k < 0:
+        raise UserError(f"--hessian-k must be >= 0; got {args.hessian_k}")
