@@ -453,11 +453,10 @@ class _InMemoryStatistics(CollapseStatistics):
 
     NC1 needs Sigma_W only in the (K-1)-dim span of the centred means, and
     the trace ratio only its trace, so with every feature at hand the d x d
-    scatter is never formed: O(NdK) work instead of O(Nd^2). Features are
-    centred on the final class means, chunk by chunk.
+    scatter is never formed: O(NdK) work instead of O(Nd^2).
     """
 
-    # Centred chunks of about 2 MB stay in cache between their three uses.
+    # Centred chunks of about 2 MB stay in cache between their two uses.
     _CHUNK_BYTES = 2**21
 
     def __init__(self, num_classes, features, labels, W, b):
@@ -472,7 +471,7 @@ class _InMemoryStatistics(CollapseStatistics):
         self.counts, sums = _class_sums(h, y, self.num_classes)
         present = self.counts > 0
         self.means[present] = sums[present] / self.counts[present, None]
-        self._h, self._y, self._trace = h, y, None
+        self._h, self._y = h, y
         if W.shape == self.means.shape:
             # Logits and the NCC inner products in one (N, d) x (d, 2K) product.
             scores = h @ np.concatenate([W, self.means]).T
@@ -485,21 +484,21 @@ class _InMemoryStatistics(CollapseStatistics):
             self.num_ncc_mismatch = int((np.argmin(distances, axis=1) != predicted).sum())
 
     def _within_trace(self):
-        if self._trace is None:
-            self._within_projected(np.zeros((self.dim, 0)))
-        return self._trace
-
-    def _within_projected(self, U):
-        # One pass gives both the projection and the trace.
-        trace, projected = 0.0, np.zeros(U.shape[1])
+        # Elementwise centring, chunk by chunk: sum ||h||^2 - sum n_k ||mu_k||^2
+        # would cancel catastrophically in deep collapse.
+        trace = 0.0
         rows = max(64, self._CHUNK_BYTES // (8 * self.dim))
         for start in range(0, self._y.shape[0], rows):
             part = slice(start, start + rows)
             centred = self._h[part] - self.means[self._y[part]]
             trace += float(np.einsum("ij,ij->", centred, centred))
-            projected += np.sum((centred @ U) ** 2, axis=0)
-        self._trace = trace / self.num_samples
-        return projected / self.num_samples
+        return trace / self.num_samples
+
+    def _within_projected(self, U):
+        # (h - mu_k) U = h U - mu_k U: one large product instead of many
+        # small ones; its round-off, O(eps ||h||), is that of centring h.
+        centred = self._h @ U - (self.means @ U)[self._y]
+        return np.einsum("ij,ij->j", centred, centred) / self.num_samples
 
     def update(self, *args, **kwargs):
         raise TypeError("in-memory statistics are final; use CollapseStatistics to stream")
