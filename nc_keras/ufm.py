@@ -338,8 +338,11 @@ class _Recorder:
 
     def record(self, step, x, value, phase="main"):
         """Records a point; True when the gap target (if any) is reached."""
+        # Reading the value waits for the computation that produced it: JAX
+        # dispatches asynchronously, and the stopwatch must stop after the
+        # work, not after its dispatch. The stopping test needs it anyway.
+        value = float(backend.to_numpy(value))
         self.pause()
-        value = float(value)
         gap = value - self.best.value
         row = {
             "step": int(step),
@@ -384,6 +387,7 @@ def solve(
     gradient_tolerance=1e-9,
     gap_tolerance=None,
     polish=True,
+    polish_steps=20000,
     record_every=None,
     record_metrics=True,
     init_scale=1.0,
@@ -426,6 +430,8 @@ def solve(
         lambda_w, lambda_h, lambda_b: weight decay of eq. (3).
         method: one of `METHODS`. seed: the random start.
         steps, lr, batch_size: override the defaults above.
+        polish: end "sgd"/"adam" with the full-batch phase; polish_steps: its
+            iteration budget.
         record_every: record every this many steps (default: every step for
             "gd" and "lbfgs", every epoch for "sgd" and "adam").
         record_metrics: compute NC1-NC4 at each record.
@@ -444,8 +450,11 @@ def solve(
         x = problem.flatten(*random_start(num_classes, feature_dim, n_per_class, seed, init_scale))
         recorder = _Recorder(problem, best, method, progress, record_metrics, gap_tolerance)
         recorder.start()
+        polish_budget = polish_steps
         main_steps, polish_steps, gap_before_polish = 0, 0, float("nan")
         if method == "lbfgs":
+            # Each record ends one compiled L-BFGS chunk (its state carries
+            # over, so the iterates are the same for any record_every).
             x, main_steps, converged = _run_lbfgs(
                 problem, x, steps or 2000, gradient_tolerance, record_every or 1, recorder
             )
@@ -463,7 +472,7 @@ def solve(
                 x, polish_steps, converged = _run_gd(
                     problem,
                     x,
-                    20000,
+                    polish_budget,
                     gradient_tolerance,
                     record_every or 1,
                     recorder,
@@ -907,6 +916,7 @@ def plot_landscape(result, path):
             seen.add(run.method)
         axis.set_yscale("log")
         axis.set_xscale("symlog", linthresh=10)
+        axis.set_xlim(left=0)
         axis.set_xlabel("iteration")
         axis.set_title(label)
     axes[0].legend()

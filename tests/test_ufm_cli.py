@@ -1,0 +1,51 @@
+"""`nc-keras ufm`: progress, final table, figure, help and user errors."""
+
+import pytest
+
+from nc_keras.cli import build_parser, main
+
+
+def test_ufm_prints_progress_table_and_saves_figure(tmp_path, capsys):
+    figure = tmp_path / "out" / "ufm.png"
+    code = main(
+        ["ufm", "--classes", "4", "--dim", "5", "--per-class", "10", "--method", "gd",
+         "--print-every", "5", "--output", str(figure)]
+    )
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "f* = 0.243001" in out
+    assert out.count("iter ") >= 3  # progress lines while it runs
+    for column in ("f - f*", "(f-f*)/|f*|", "nc1", "nc2", "nc3", "nc4", "min Hessian eig"):
+        assert column in out
+    row = next(line for line in out.splitlines() if line.startswith("| gd"))
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert abs(float(cells[2])) <= 1e-8 and float(cells[7]) >= -1e-8
+    assert f"figure: {figure.resolve()}" in out and figure.stat().st_size > 1000
+    assert "9 zero eigenvalues" in out
+
+
+def test_ufm_help_names_every_option_with_its_default():
+    parser = build_parser()
+    subparsers = next(a for a in parser._actions if a.dest == "command")
+    text = subparsers.choices["ufm"].format_help()
+    for option in ("--classes", "--dim", "--per-class", "--lambda-w", "--lambda-h",
+                   "--lambda-b", "--method", "--seed", "--init-scale", "--steps", "--lr",
+                   "--batch-size", "--gradient-tolerance", "--no-polish", "--print-every",
+                   "--hessian-k", "--output"):
+        assert option in text
+    assert text.count("default") >= 15
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["--classes", "10", "--dim", "5"], "--dim must be at least"),
+        (["--classes", "1"], "--classes must be at least 2"),
+        (["--lambda-w", "0"], "--lambda-w and --lambda-h must be > 0"),
+        (["--batch-size", "100000"], "--batch-size must be at most"),
+    ],
+)
+def test_ufm_user_errors_are_one_line(arguments, message, capsys):
+    assert main(["ufm", *arguments]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
