@@ -597,6 +597,8 @@ def iterate_batches(data, batch_size=256, max_samples=None):
     if isinstance(data, (tuple, list)) and len(data) == 2 and not _is_tf_dataset(data):
         batches = _slices(*data, batch_size)
     elif _is_tf_dataset(data):
+        if max_samples is None and data.cardinality() == -1:  # tf.data.INFINITE_CARDINALITY
+            raise ValueError("the dataset repeats forever: pass max_samples")
         batches = (_split_batch(batch) for batch in data.as_numpy_iterator())
     elif hasattr(data, "__getitem__") and hasattr(data, "num_batches"):
         count = data.num_batches

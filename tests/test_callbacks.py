@@ -197,6 +197,15 @@ def test_measure_model_on_every_data_kind(chunk_bytes, monkeypatch):
     assert first["nc1"] == pytest.approx(independent(model, x[:50], y[:50])["nc1"], rel=1e-5)
 
 
+def test_infinite_dataset_needs_max_samples():
+    x, y = toy_data(40)
+    model = mlp()
+    forever = tf.data.Dataset.from_tensor_slices((x, y)).batch(16).repeat()
+    with pytest.raises(ValueError, match="max_samples"):
+        collapse.measure_model(model, forever)
+    assert collapse.measure_model(model, forever, max_samples=100)["num_samples"] == 100
+
+
 def test_model_without_named_layers_is_a_clear_error():
     inputs = keras.Input((8,))
     model = keras.Model(inputs, keras.layers.Dense(K)(inputs))
