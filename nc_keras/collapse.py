@@ -33,13 +33,16 @@ and `merge` combine partial results with Chan et al.'s pairwise formula
 (centred scatters plus a mean-difference correction), never raw second
 moments, so NC1 keeps its relative accuracy in deep collapse, when the
 within-class spread is many orders below the between-class spread.
+`metrics`, with every feature in memory, never forms Sigma_W: NC1 needs it
+only in the (K-1)-dim span of the class means, so it costs O(NdK).
 
 Outcomes for bad input (never a silent number):
 
 - labels outside [0, K) or not integers: ``ValueError`` naming them;
 - NaN or infinite features: ``RuntimeWarning`` once per measurement and NaN
-  for every metric that depends on the features (NC2 and the classifier
-  norm CV are still reported); the offending samples are counted, not used;
+  for every metric that depends on the features (NC2, the classifier norm
+  CV and the accuracy of the finite samples are still reported); the
+  offending samples are counted, not used;
 - a class with no sample: ``RuntimeWarning`` naming it and NaN for every
   metric that needs all class means (NC1, NC3, ncc_mismatch, means_etf_error,
   means_norm_cv, trace_ratio); NC2, NC4 and accuracy are still reported;
