@@ -131,3 +131,17 @@ def test_measure_dataset_name_goes_through_nc_keras_data(run_dir, tmp_path, monk
                           samples_per_class=3, shuffle=False)]
     rows = read_rows(tmp_path / "out.csv")
     assert [row["num_samples"] for row in rows] == ["60"] * 4
+
+
+def test_measure_real_dataset_name(tmp_path):
+    pytest.importorskip("nc_keras.data")
+    inputs = keras.Input((32, 32, 3))
+    h = keras.layers.Conv2D(3, 3, strides=4)(inputs)
+    h = keras.layers.GlobalAveragePooling2D(name="features")(h)
+    model = keras.Model(inputs, keras.layers.Dense(10, name="classifier")(h))
+    model.save(tmp_path / "epoch_3.keras")
+    assert main(["measure", str(tmp_path), "--data", "random_pixels",
+                 "--samples-per-class", "3", "--split", "test"]) == 0
+    rows = read_rows(tmp_path / "collapse.csv")
+    assert rows[0]["num_samples"] == "30" and rows[0]["epoch"] == "3"
+    assert np.isfinite(float(rows[0]["nc1"]))
