@@ -211,8 +211,10 @@ def test_nonfinite_features_warn_and_give_nan():
 
 def test_degenerate_inputs_are_nan_not_zero():
     H, y, W, b = random_problem(N=100)
-    with pytest.warns(RuntimeWarning, match="W W\\^T is zero"):
-        assert np.isnan(metrics(H, y, np.zeros_like(W))["nc2"])
+    with pytest.warns(RuntimeWarning, match="W Hbar is zero"), \
+            pytest.warns(RuntimeWarning, match="W W\\^T is zero"):
+        result = metrics(H, y, np.zeros_like(W))
+    assert np.isnan(result["nc2"]) and np.isnan(result["nc3"])
     same_means = H - np.stack([H[y == k].mean(0) for k in range(5)])[y] + 1.0
     with pytest.warns(RuntimeWarning, match="Sigma_B = 0"):
         result = metrics(same_means, y, W, b)
