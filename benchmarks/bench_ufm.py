@@ -19,7 +19,7 @@ step computes anyway); L-BFGS first finds the number of iterations k needed
 one compiled call; SciPy likewise (k found with a callback, then timed with
 maxiter=k). Results are appended to benchmarks/results/ufm.md.
 
-    .venv/bin/python benchmarks/bench_ufm.py             # ~10 minutes here
+    .venv/bin/python benchmarks/bench_ufm.py             # ~8 minutes here
     .venv/bin/python benchmarks/bench_ufm.py --quick     # small size only
 """
 
@@ -104,7 +104,7 @@ def thread_environment(threads):
     return environment
 
 
-def worker(backend_name, sizes, repeats, threads):
+def worker(backend_name, sizes, repeats, threads, large_repeats=1):
     os.environ["KERAS_BACKEND"] = backend_name
     from nc_keras import ufm
 
@@ -161,7 +161,7 @@ def worker(backend_name, sizes, repeats, threads):
             methods[method] = timed_first_order(method)
             ufm.solve(K, d, n, *lambdas, method=method, steps=2, polish_steps=2, **common)
         times = {name: [] for name in ["scipy", *methods]}
-        for _ in range(repeats):
+        for _ in range(large_repeats if size == "large" else repeats):
             times["scipy"].append(timed_scipy())
             for name, run in methods.items():
                 times[name].append(run())
@@ -186,7 +186,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--backends", nargs="+", default=["tensorflow", "jax", "torch"])
     parser.add_argument("--sizes", nargs="+", choices=sorted(SIZES), default=["small", "large"])
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs, small size")
+    parser.add_argument("--large-repeats", type=int, default=1,
+                        help="timed runs, large size (each takes 5-40 s per method)")
     parser.add_argument("--quick", action="store_true", help="small size only, 1 repeat")
     parser.add_argument(
         "--threads", type=int, default=1,
@@ -199,7 +201,7 @@ def main():
     if args.quick:
         args.sizes, args.repeats = ["small"], 1
     if args.worker:
-        return worker(args.worker, args.sizes, args.repeats, args.threads)
+        return worker(args.worker, args.sizes, args.repeats, args.threads, args.large_repeats)
 
     from nc_keras.reporting import format_table
 
@@ -207,7 +209,8 @@ def main():
     for backend_name in args.backends:
         print(f"running {backend_name} ...", flush=True)
         command = [sys.executable, __file__, "--worker", backend_name, "--repeats",
-                   str(args.repeats), "--threads", str(args.threads),
+                   str(args.repeats), "--large-repeats", str(args.large_repeats),
+                   "--threads", str(args.threads),
                    "--sizes", *args.sizes]
         out = subprocess.run(command, capture_output=True, text=True,
                              env=dict(os.environ, KERAS_BACKEND=backend_name,
@@ -229,7 +232,7 @@ def main():
         from nc_keras.reporting import append_results
 
         notes = (f"Time to |f - f*| <= 1e-8 |f*| from the same random start, medians of "
-                 f"{args.repeats} runs; 'x SciPy' is relative to SciPy L-BFGS-B timed in the "
+                 f"{args.repeats} runs (large size: {args.large_repeats}); 'x SciPy' is relative to SciPy L-BFGS-B timed in the "
                  "same process. sgd/adam iterations: minibatch steps + full-batch polish. "
                  f"Threads (BLAS and backends): {args.threads or 'defaults'}.")
         append_results(RESULTS, "UFM: time to the exact optimum (bench_ufm.py)", table, notes)

@@ -76,11 +76,16 @@ def objective(W, H, b, labels, lambda_w, lambda_h, lambda_b):
         b: (K,) bias; labels: (N,) integers in [0, K).
         lambda_w, lambda_h, lambda_b: the weight-decay parameters.
     Returns:
-        A scalar tensor of the active backend.
+        A scalar tensor of the active backend. NumPy inputs are converted to
+        float64 tensors first (JAX with x64 enabled for the computation).
     """
-    num_classes = W.shape[0]
-    onehot = keras.ops.transpose(keras.ops.one_hot(labels, num_classes, dtype=W.dtype))
-    return _objective(W, H, b, onehot, lambda_w, lambda_h, lambda_b)
+    with backend.float64():
+        W, H, b = (
+            part if keras.ops.is_tensor(part) else backend.to_tensor(part) for part in (W, H, b)
+        )
+        num_classes = W.shape[0]
+        onehot = keras.ops.transpose(keras.ops.one_hot(labels, num_classes, dtype=W.dtype))
+        return _objective(W, H, b, onehot, lambda_w, lambda_h, lambda_b)
 
 
 def _objective(W, H, b, onehot, lambda_w, lambda_h, lambda_b, columns=None):
@@ -410,9 +415,10 @@ def solve(
     * "adam": minibatch Adam (lr 0.1, betas 0.9/0.999, eps 1e-12), same
       schedule and batches as "sgd" (lr 0.01 still leaves a 10% gap after
       1000 steps; 0.1 reaches about 1e-4 like SGD).
-    * "lbfgs": full-batch L-BFGS, history 10, strong Wolfe line search
-      (`nc_keras.backend.lbfgs_minimize`: tfp on TensorFlow and JAX,
-      torch.optim.LBFGS on torch). `steps`: at most 2000 iterations.
+    * "lbfgs": full-batch L-BFGS, history 10 (`nc_keras.backend.lbfgs_minimize`:
+      tfp's, with its Hager-Zhang line search, on TensorFlow and JAX;
+      torch.optim.LBFGS with the strong Wolfe line search on torch).
+      `steps`: at most 2000 iterations.
 
     Minibatch noise keeps SGD and Adam at a relative gap around 1e-4 (their
     stochastic gradients do not vanish at the optimum: every sample's
@@ -422,7 +428,9 @@ def solve(
     `gap_before_polish`, trajectory rows with phase "polish").
 
     Every full-batch method stops when the largest gradient entry is at most
-    `gradient_tolerance` (a test that needs no knowledge of f*), or, if
+    `gradient_tolerance` (a test that needs no knowledge of f*; "gd" also
+    stops when the decrease its line search asks for is below float64
+    round-off of f), or, if
     `gap_tolerance` is set, as soon as a record has (f - f*)/|f*| <= it.
 
     Args:

@@ -53,8 +53,8 @@ def register(subparsers):
         default="lbfgs",
         help="optimizer: full-batch gradient descent with Armijo steps (gd), "
         "minibatch SGD with momentum 0.9 (sgd) or Adam (adam), each ended by a "
-        "full-batch gd polish, or L-BFGS with history 10 and strong Wolfe line "
-        "search (lbfgs) (default: lbfgs)",
+        "full-batch gd polish, or L-BFGS with history 10 (lbfgs: tfp's on "
+        "tensorflow/jax, torch.optim.LBFGS with strong Wolfe on torch) (default: lbfgs)",
     )
     add("--seed", type=int, default=0, help="seed of the random start (default: 0)")
     add(
