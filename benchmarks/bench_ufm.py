@@ -232,8 +232,9 @@ def main():
         from nc_keras.reporting import append_results
 
         notes = (f"Time to |f - f*| <= 1e-8 |f*| from the same random start, medians of "
-                 f"{args.repeats} runs (large size: {args.large_repeats}); 'x SciPy' is relative to SciPy L-BFGS-B timed in the "
-                 "same process. sgd/adam iterations: minibatch steps + full-batch polish. "
+                 f"{args.repeats} runs (large size: {args.large_repeats}); 'x SciPy' is "
+                 "relative to SciPy L-BFGS-B timed in the same process. sgd/adam "
+                 "iterations: minibatch steps + full-batch polish. "
                  f"Threads (BLAS and backends): {args.threads or 'defaults'}.")
         append_results(RESULTS, "UFM: time to the exact optimum (bench_ufm.py)", table, notes)
         print(f"appended to {RESULTS}")
