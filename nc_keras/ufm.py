@@ -771,7 +771,7 @@ class LandscapeResult:
     COLUMNS = (
         "method",
         "start",
-        ("relative_gap", "(f-f*)/|f*|"),
+        ("relative_gap", "(f-f*)/f*"),
         "nc1",
         "nc2",
         "nc3",
@@ -856,7 +856,7 @@ def landscape(
                 runs.append(run)
                 if progress:
                     print(
-                        f"  {method:>5} start {seed + start}: (f-f*)/|f*| = "
+                        f"  {method:>5} start {seed + start}: (f-f*)/f* = "
                         f"{row['relative_gap']:.1e}, NC2 {row['nc2']:.1e}, steps "
                         f"{run.steps}+{run.polish_steps} polish, {run.seconds:.2f} s",
                         flush=True,

@@ -174,7 +174,7 @@ def run(args):
         "polish": result.polish_steps,
         "seconds": result.seconds,
     }
-    columns = ["method", ("gap", "f - f*"), ("relative_gap", "(f-f*)/|f*|"), *ufm.NC_KEYS]
+    columns = ["method", ("gap", "f - f*"), ("relative_gap", "(f-f*)/f*"), *ufm.NC_KEYS]
     if args.hessian_k > 0:
         eigen = ufm.hessian_min_eigenvalue(
             result.W,
