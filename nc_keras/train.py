@@ -147,6 +147,20 @@ class TrainConfig:
         )
 
 
+# The setting of Sec. 4.1 (Fig. 3) that several experiments vary one field
+# of: ResNet18 with the ImageNet stem on CIFAR-10, no augmentation, 200
+# epochs, weight decay 5e-4 (optimizer defaults from OPTIMIZER_DEFAULTS).
+SEC41_PAPER = TrainConfig(
+    dataset="cifar10", model="resnet18", stem="imagenet", epochs=200, weight_decay=5e-4
+)
+# Its CPU-sized version: a width-8 ResNet18 (3x3 stem) on 100 real MNIST
+# images per class for a few epochs.
+SEC41_SMOKE = TrainConfig(
+    dataset="mnist", model="resnet18_adapt", width=8, samples_per_class=100,
+    test_samples_per_class=50, epochs=6, weight_decay=5e-4,
+)  # fmt: skip
+
+
 def learning_rate_schedule(config):
     """The paper's step schedule: lr * factor ** (epoch // every)."""
     rate, every, factor = config.learning_rate, config.lr_drop_every, config.lr_drop_factor

@@ -17,23 +17,18 @@ class.
 import sys
 
 from nc_keras.cli.recipe import recipe_main
-from nc_keras.train import TrainConfig
+from nc_keras.train import SEC41_PAPER, SEC41_SMOKE
 
 VARIANTS = [
     {"label": "decay on all parameters", "decay": "all"},
     {"label": "decay on W, b and H", "decay": "features"},
 ]
-PAPER = TrainConfig(dataset="cifar10", model="resnet18", stem="imagenet", epochs=200, weight_decay=5e-4)
-SMOKE = TrainConfig(
-    dataset="mnist", model="resnet18_adapt", width=8, samples_per_class=100,
-    test_samples_per_class=50, epochs=6, weight_decay=5e-4,
-)  # fmt: skip
 
 if __name__ == "__main__":
     sys.exit(
         recipe_main(
             __doc__,
-            {"paper": (PAPER, VARIANTS), "smoke": (SMOKE, VARIANTS)},
+            {"paper": (SEC41_PAPER, VARIANTS), "smoke": (SEC41_SMOKE, VARIANTS)},
             layout="fig3",
             title="Weight decay on H and the last layer vs all parameters (appendix)",
             default_output="runs/feature_decay",

@@ -9,8 +9,9 @@ on par (~95% test accuracy) with the same collapse.
     python recipes/fixed_etf_resnet50.py --preset paper --data-dir DATA   # GPU, hours
     python recipes/fixed_etf_resnet50.py --preset smoke --data-dir ../shared/data
 
-The smoke preset trains a narrow ResNet18 (width 8) on 100 images per class
-for a few epochs: minutes on a CPU.
+The smoke preset trains a narrow ResNet18 (width 8, 3x3 stem) on 100 images
+per class, batch 32, for 6 epochs: under 3 minutes on a 2-core CPU, where
+all four variants learn at the same pace (docs/README.md).
 """
 
 import sys
@@ -31,7 +32,7 @@ PAPER = TrainConfig(
 SMOKE = TrainConfig(
     dataset="cifar10", model="resnet18_adapt", width=8, augment=True,
     samples_per_class=100, test_samples_per_class=50,
-    optimizer="sgd", learning_rate=0.05, batch_size=128, epochs=6, weight_decay=5e-4,
+    optimizer="sgd", learning_rate=0.05, batch_size=32, epochs=6, weight_decay=5e-4,
 )  # fmt: skip
 
 if __name__ == "__main__":

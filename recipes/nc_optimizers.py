@@ -16,24 +16,19 @@ images per class for a few epochs.
 import sys
 
 from nc_keras.cli.recipe import recipe_main
-from nc_keras.train import TrainConfig
+from nc_keras.train import SEC41_PAPER, SEC41_SMOKE
 
 VARIANTS = [
     {"label": "SGD", "optimizer": "sgd"},
     {"label": "Adam", "optimizer": "adam"},
     {"label": "L-BFGS", "optimizer": "lbfgs"},
 ]
-PAPER = TrainConfig(dataset="cifar10", model="resnet18", stem="imagenet", epochs=200, weight_decay=5e-4)
-SMOKE = TrainConfig(
-    dataset="mnist", model="resnet18_adapt", width=8, samples_per_class=100,
-    test_samples_per_class=50, epochs=6, weight_decay=5e-4,
-)  # fmt: skip
 
 if __name__ == "__main__":
     sys.exit(
         recipe_main(
             __doc__,
-            {"paper": (PAPER, VARIANTS), "smoke": (SMOKE, VARIANTS)},
+            {"paper": (SEC41_PAPER, VARIANTS), "smoke": (SEC41_SMOKE, VARIANTS)},
             layout="fig3",
             title="Neural collapse across optimizers (Fig. 3)",
             default_output="runs/nc_optimizers",

@@ -12,4 +12,4 @@ import sys
 from nc_keras.cli import params
 
 if __name__ == "__main__":
-    sys.exit(params.main())
+    sys.exit(params.main(description=__doc__))

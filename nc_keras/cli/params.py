@@ -65,9 +65,11 @@ def run(args):
     return 0
 
 
-def main(argv=None):
+def main(argv=None, description=None):
+    """Standalone entry point (`recipes/param_savings.py`)."""
     parser = argparse.ArgumentParser(
-        description="Trainable-parameter savings of Sec. 4.3 (see `nc-keras params --help`)."
+        description=description or "Trainable-parameter savings of Sec. 4.3.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_arguments(parser)
     return run(parser.parse_args(argv))

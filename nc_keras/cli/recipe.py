@@ -31,8 +31,8 @@ def recipe_main(description, presets, layout, title, argv=None, default_output=N
                         help="paper: the paper's exact settings (for a GPU); smoke: a few minutes "
                              "on a CPU that still shows the trend (default: smoke)")
     parser.add_argument("--data-dir", help="local data (e.g. ../shared/data); see nc_keras.data")
-    parser.add_argument("--output-dir", default=default_output,
-                        help=f"where runs, figure.png and summary.md go (default: {default_output}/<preset>)")
+    parser.add_argument("--output-dir",
+                        help=f"where runs, figure.png and summary.md go (default: {default_output}/PRESET)")
     parser.add_argument("--dataset", help="override the preset's dataset (see `nc-keras train --help`)")
     parser.add_argument("--epochs", type=int, help="override the preset's number of epochs")
     parser.add_argument("--only", help="comma-separated labels of the variants to run (default: all)")
