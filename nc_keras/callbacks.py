@@ -7,7 +7,7 @@ import re
 import keras
 import numpy as np
 
-from nc_keras import collapse
+from nc_keras import backend, collapse
 
 __all__ = ["EpochCSVLogger", "NeuralCollapse", "load_history", "log_keys", "read_csv_log"]
 
@@ -42,6 +42,16 @@ class NeuralCollapse(keras.callbacks.Callback):
     O(Kd + d^2) plus a chunk of model outputs (about 16 MB: batches are
     grouped so that the float64 statistics run as few large products),
     whatever the data size.
+
+    Under data parallelism (a `keras.distribution` active during `fit` on
+    JAX, on one host or several; a model built under a
+    `tf.distribute.MirroredStrategy` on TensorFlow) the pass is
+    data-parallel too: every device runs a share of each batch, every
+    process (host) measures its share, and the statistics are merged across
+    processes, so the metrics equal those of one device (see
+    `nc_keras.collapse.measure`). Every process must get the same
+    `train_data` and `test_data` (all of them, in the same order); each logs
+    the same numbers.
 
     NCC mismatch needs the class means of the whole pass, which are only
     known at its end. `ncc` chooses: "previous" (default) compares each
@@ -83,6 +93,7 @@ class NeuralCollapse(keras.callbacks.Callback):
         self.ncc = ncc
         self._extractor = None
         self._extractor_of = None
+        self._predictor = None
         self._previous_means = {}
 
     def _passes(self):
@@ -103,6 +114,9 @@ class NeuralCollapse(keras.callbacks.Callback):
         if self._extractor_of is not self.model:
             self._extractor = collapse.feature_extractor(self.model)
             self._extractor_of = self.model
+        # How the active distribution (if any) runs the extractor: each
+        # replica a share of every batch, statistics merged across hosts.
+        self._predictor = backend.sharded_predictor(self.model, self._extractor)
         self._previous_means = {}
         if self.history_path:
             os.makedirs(self.history_path, exist_ok=True)
@@ -141,7 +155,8 @@ class NeuralCollapse(keras.callbacks.Callback):
             mode = "exact"
         result, stats = collapse.measure(
             self._extractor, self.model, data, batch_size=self.batch_size,
-            max_samples=self.max_samples, ncc=mode, ncc_means=previous)
+            max_samples=self.max_samples, ncc=mode, ncc_means=previous,
+            predictor=self._predictor)
         self._previous_means[prefix] = stats.class_means
         return result, stats
 

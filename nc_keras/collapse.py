@@ -63,6 +63,7 @@ __all__ = [
     "classifier_weights",
     "feature_extractor",
     "iterate_batches",
+    "gather_processes",
     "METRIC_KEYS",
 ]
 
@@ -632,13 +633,47 @@ def iterate_batches(data, batch_size=256, max_samples=None):
 _CHUNK_BYTES = 16 * 2**20
 
 
-def _feature_chunks(extractor, data, batch_size, max_samples):
+def _process_outputs(predictor, data, batch_size, max_samples):
+    """Yields (features, labels, logits) of this process's rows of each batch.
+
+    Without a distribution, whole batches through `predict_on_batch`. Under
+    data parallelism every process reads the same batches and keeps a
+    contiguous 1/P of each; that share is zero-padded to the same multiple of
+    the local replica count on every process (the collective forward pass
+    needs equal shapes everywhere, and each device an equal slice) and the
+    padding's outputs are dropped: no sample is counted twice or lost, the
+    last partial batch included. Padding cannot change the other rows:
+    inference is per sample (BatchNorm uses its moving statistics).
+    """
+    import keras
+
+    rank, processes = predictor.process_index, predictor.process_count
+    local = predictor.local_replicas
+    for x, y in iterate_batches(data, batch_size, max_samples):
+        if processes == 1 and local == 1:
+            features, logits = predictor.predict(x)
+            yield _to_numpy(features).reshape(len(y), -1), y, _to_numpy(logits)
+            continue
+        share = -(-len(y) // processes)
+        start, stop = min(rank * share, len(y)), min((rank + 1) * share, len(y))
+        padded = -(-share // local) * local
+        x = keras.tree.map_structure(lambda a: _zero_pad(_to_numpy(a)[start:stop], padded), x)
+        features, logits = predictor.predict(x)
+        count = stop - start
+        features = _to_numpy(features).reshape(padded, -1)[:count]
+        yield features, y[start:stop], _to_numpy(logits)[:count]
+
+
+def _zero_pad(rows, size):
+    padding = np.zeros((size - len(rows),) + rows.shape[1:], rows.dtype)
+    return np.concatenate([rows, padding])
+
+
+def _feature_chunks(predictor, data, batch_size, max_samples):
     """Yields (features, labels, logits) numpy chunks of whole batches."""
     parts, size = [], 0
-    for x, y in iterate_batches(data, batch_size, max_samples):
-        features, logits = extractor.predict_on_batch(x)
-        features = _to_numpy(features).reshape(len(y), -1)
-        parts.append((features, y, _to_numpy(logits)))
+    for features, y, logits in _process_outputs(predictor, data, batch_size, max_samples):
+        parts.append((features, y, logits))
         size += features.nbytes
         if size >= _CHUNK_BYTES:
             yield tuple(np.concatenate(column) for column in zip(*parts))
@@ -647,45 +682,96 @@ def _feature_chunks(extractor, data, batch_size, max_samples):
         yield tuple(np.concatenate(column) for column in zip(*parts))
 
 
+def _predictor(extractor, predictor, model=None):
+    """`predictor`, or the active distribution's way to run `extractor`."""
+    if predictor is not None:
+        return predictor
+    from nc_keras import backend
+
+    return backend.sharded_predictor(extractor if model is None else model, extractor)
+
+
 def accumulate(extractor, data, num_classes, *, batch_size=256, max_samples=None,
-               ncc_means=None, stats=None):
+               ncc_means=None, stats=None, predictor=None):
     """One pass of `extractor` (from `feature_extractor`) over `data`.
 
     Runs the extractor with training=False (BatchNorm uses its moving
     statistics, Dropout is off, no random numbers are drawn) and streams its
     outputs into `stats` (a new `CollapseStatistics` when None), in chunks of
     at most a few batches (`_CHUNK_BYTES`). When `ncc_means` (K, d) is given,
-    also counts NCC mismatches against it.
+    also counts NCC mismatches against it. Under a distribution (see
+    `nc_keras.backend.sharded_predictor`) the result covers this process's
+    share of `data` only; `gather_processes` combines the shares.
     """
+    predictor = _predictor(extractor, predictor)
     stats = CollapseStatistics(num_classes) if stats is None else stats
-    for features, y, logits in _feature_chunks(extractor, data, batch_size, max_samples):
+    for features, y, logits in _feature_chunks(predictor, data, batch_size, max_samples):
         stats.update(features, y, logits)
         if ncc_means is not None:
             stats.update_ncc(features, logits, ncc_means)
     return stats
 
 
-def ncc_pass(extractor, data, stats, *, batch_size=256, max_samples=None):
-    """Second pass: exact NCC mismatch against the final means of `stats`."""
-    means = stats.class_means
-    for features, _, logits in _feature_chunks(extractor, data, batch_size, max_samples):
+def ncc_pass(extractor, data, stats, *, batch_size=256, max_samples=None,
+             means=None, predictor=None):
+    """Second pass: exact NCC mismatch against `means` (default: those of `stats`)."""
+    predictor = _predictor(extractor, predictor)
+    means = stats.class_means if means is None else means
+    for features, _, logits in _feature_chunks(predictor, data, batch_size, max_samples):
         stats.update_ncc(features, logits, means)
     return stats
 
 
+def gather_processes(stats, allgather):
+    """`stats` merged over all processes of a multi-process run.
+
+    `allgather(vector)` (e.g. `nc_keras.backend.ShardedPredictor.allgather`)
+    exchanges one float64 vector per process and returns them all, stacked
+    in process order (P, n); the shards are merged in that order, so every
+    process ends with the same statistics, bit for bit. With one process
+    `stats` itself comes back.
+    """
+    state = stats.get_state()
+    keys = sorted(state)
+    shapes = [np.shape(state[key]) for key in keys]
+    vector = np.concatenate([np.asarray(state[key], np.float64).ravel() for key in keys])
+    rows = allgather(vector)
+    if len(rows) == 1:
+        return stats
+    bounds = np.cumsum([int(np.prod(shape)) for shape in shapes])[:-1]
+    merged = CollapseStatistics(stats.num_classes, stats.dim)
+    for row in rows:
+        pieces = np.split(row, bounds)
+        merged.merge(CollapseStatistics.from_state(
+            {key: piece.reshape(shape) for key, piece, shape in zip(keys, pieces, shapes)}))
+    return merged
+
+
 def measure(extractor, model, data, *, batch_size=256, max_samples=None,
-            ncc="exact", ncc_means=None):
+            ncc="exact", ncc_means=None, predictor=None):
     """Streams `data` through `extractor` and measures; returns (metrics, stats).
 
     `ncc`: "exact" (a second pass against the final class means), "given"
     (against `ncc_means`, in the same pass) or "none" (ncc_mismatch NaN).
+    `predictor` (default: `nc_keras.backend.sharded_predictor` for the
+    active distribution) runs the extractor; under data parallelism each
+    process measures its share of every batch and the statistics of all
+    processes are merged, so the metrics equal a single-device pass.
     """
     W, b = classifier_weights(model)
+    predictor = _predictor(extractor, predictor, model)
     given = ncc_means if ncc == "given" else None
-    stats = accumulate(extractor, data, W.shape[0], batch_size=batch_size,
-                       max_samples=max_samples, ncc_means=given)
+    options = dict(batch_size=batch_size, max_samples=max_samples, predictor=predictor)
+    stats = accumulate(extractor, data, W.shape[0], ncc_means=given,
+                       stats=CollapseStatistics(*W.shape), **options)
+    several = predictor.process_count > 1
+    if several:
+        stats = gather_processes(stats, predictor.allgather)
     if ncc == "exact":
-        ncc_pass(extractor, data, stats, batch_size=batch_size, max_samples=max_samples)
+        # Each process compares its share with the merged means.
+        counted = ncc_pass(extractor, data, CollapseStatistics(*W.shape),
+                           means=stats.class_means, **options)
+        stats.merge(gather_processes(counted, predictor.allgather) if several else counted)
     return stats.measure(W, b), stats
 
 

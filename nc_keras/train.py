@@ -17,6 +17,11 @@ callbacks from a configuration and runs `model.fit`, writing into
   run completes);
 - `summary.json` and `figure.png` when the run completes.
 
+`devices` and `strategy` train data-parallel on several devices, and
+`coordinator` (JAX) on several processes or hosts, through each backend's
+engine (see `nc_keras.backend.replicate`); the NC metrics stay those of one
+device.
+
 The paper's settings (SPEC section 4): SGD (momentum 0.9, lr 0.05, batch
 128), Adam (lr 1e-3, batch 64), L-BFGS (history 10, lr 0.1, batch 2048),
 200 epochs, the learning rate divided by 10 every 40 epochs, weight decay
@@ -33,6 +38,8 @@ import sys
 from pathlib import Path
 
 import keras
+
+from nc_keras import backend
 
 # The paper's defaults per optimizer (Sec. 4.1): learning rate, batch size.
 OPTIMIZER_DEFAULTS = {
@@ -121,6 +128,34 @@ class TrainConfig:
         default=False, metadata={"help": "save checkpoints/epoch_NNNN.keras after every epoch"}
     )
     label: str | None = dataclasses.field(default=None, metadata={"help": "the run's name in figures"})
+    devices: int | None = dataclasses.field(
+        default=None,
+        metadata={"help": "local devices (GPUs, TPU cores, CPU devices) each process trains on, "
+                  "data-parallel; batch_size is the global batch, split evenly over all of "
+                  "them. Default: one; every local device with --strategy data_parallel or "
+                  "in a multi-process run"},
+    )
+    strategy: str = dataclasses.field(
+        default="auto",
+        metadata={"help": "auto: data_parallel when --devices > 1 or a multi-process JAX run "
+                  "is configured (--coordinator or KERAS_DISTRIBUTION_JOB_ADDRESSES), else "
+                  "none; none: one device; data_parallel: keras.distribution.DataParallel on "
+                  "JAX (several hosts too), tf.distribute.MirroredStrategy on TensorFlow (one "
+                  "host); not available on torch"},
+    )
+    coordinator: str | None = dataclasses.field(
+        default=None,
+        metadata={"help": "multi-process JAX: host:port of process 0, reachable from every "
+                  "process; starts jax.distributed via keras.distribution.initialize"},
+    )
+    num_processes: int | None = dataclasses.field(
+        default=None, metadata={"help": "multi-process JAX: number of processes (with --coordinator)"}
+    )
+    process_id: int | None = dataclasses.field(
+        default=None,
+        metadata={"help": "multi-process JAX: this process's rank, 0 to num_processes - 1; "
+                  "process 0 writes output_dir, process i > 0 output_dir/process_i"},
+    )
 
     def resolved(self):
         """A copy with the per-optimizer defaults filled in, after checks."""
@@ -137,6 +172,12 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}.")
         if self.lr_drop_every < 0:
             raise ValueError(f"lr_drop_every must be >= 0; got {self.lr_drop_every}.")
+        if self.strategy not in backend.STRATEGIES:
+            raise ValueError(
+                f"strategy must be one of {backend.STRATEGIES}; got {self.strategy!r}."
+            )
+        if self.devices is not None and self.devices < 1:
+            raise ValueError(f"devices must be >= 1 or None; got {self.devices}.")
         rate, batch = OPTIMIZER_DEFAULTS[self.optimizer]
         return dataclasses.replace(
             self,
@@ -255,7 +296,28 @@ def train(config, callbacks=(), verbose="auto"):
     from nc_keras import data, plots
 
     config = config.resolved()
+    # First: a multi-process JAX run must start before any JAX computation.
+    replication = backend.replicate(
+        config.strategy, config.devices, config.coordinator, config.num_processes,
+        config.process_id,
+    )  # fmt: skip
+    if replication.replicas > 1 and config.optimizer == "lbfgs":
+        raise ValueError(
+            "the mini-batch L-BFGS loop runs on one device: use optimizer sgd or "
+            "adam for data-parallel training, or train on one device."
+        )
+    if replication.replicas > 1 and config.batch_size % replication.replicas:
+        raise ValueError(
+            f"batch_size {config.batch_size} does not split evenly over "
+            f"{replication.replicas} replicas (devices x processes): choose a multiple "
+            f"of {replication.replicas}, e.g. "
+            f"{-(-config.batch_size // replication.replicas) * replication.replicas}."
+        )
     out = Path(config.output_dir)
+    if replication.process_index:
+        # Every process runs the same callbacks; only the chief writes
+        # output_dir, the others a folder of their own inside it.
+        out = out / f"process_{replication.process_index}"
     if (out / "summary.json").exists():
         raise FileExistsError(
             f"{out} holds a finished run (summary.json); choose another output "
@@ -268,9 +330,14 @@ def train(config, callbacks=(), verbose="auto"):
     keras.utils.set_random_seed(config.seed)
     dataset_info = data.info(config.dataset, data_dir=config.data_dir)
     common = dict(data_dir=config.data_dir, seed=config.seed)
+    # Data-parallel steps need batches that split evenly over the replicas
+    # (JAX shards each batch; several processes must take equal steps), so
+    # the last, partial training batch is dropped. NC is still measured on
+    # every sample.
     train_data = data.load(
         config.dataset, "train", config.batch_size,
-        samples_per_class=config.samples_per_class, augment=config.augment, **common,
+        samples_per_class=config.samples_per_class, augment=config.augment,
+        drop_remainder=replication.replicas > 1, **common,
     )  # fmt: skip
     # NC is measured on the un-augmented training set, in file order.
     measure_batch = max(config.batch_size, 256)
@@ -283,7 +350,22 @@ def train(config, callbacks=(), verbose="auto"):
         samples_per_class=config.test_samples_per_class, **common,
     )  # fmt: skip
 
-    model = build_model(config, dataset_info.num_classes, dataset_info.input_shape)
+    with replication.scope:
+        _fit(config, model_inputs=(dataset_info.num_classes, dataset_info.input_shape),
+             train_data=train_data, train_eval=train_eval, test_eval=test_eval,
+             out=out, callbacks=callbacks, verbose=verbose)
+
+    history = nc_callbacks.read_csv_log(out / "log.csv")
+    _write_json(out / "summary.json", summarize(history))
+    plots.plot_runs([out], out / "figure.png")
+    return history
+
+
+def _fit(config, model_inputs, train_data, train_eval, test_eval, out, callbacks, verbose):
+    """Builds the model and its callbacks and trains (inside a distribution's scope)."""
+    from nc_keras import callbacks as nc_callbacks
+
+    model = build_model(config, *model_inputs)
     lbfgs = config.optimizer == "lbfgs"
     # Order matters: NeuralCollapse writes into `logs` before the loggers
     # read them, and the backup is saved last, once the epoch is logged.
@@ -322,11 +404,6 @@ def train(config, callbacks=(), verbose="auto"):
             train_data, epochs=config.epochs, callbacks=run_callbacks, verbose=verbose,
             shuffle=False,
         )  # fmt: skip
-
-    history = nc_callbacks.read_csv_log(out / "log.csv")
-    _write_json(out / "summary.json", summarize(history))
-    plots.plot_runs([out], out / "figure.png")
-    return history
 
 
 def summarize(history):
@@ -422,8 +499,6 @@ def fit_lbfgs(
     Returns:
         The `keras.callbacks.History` of the run.
     """
-    from nc_keras import backend
-
     objective, unflatten = _flat_objective(model, weight_decay)
     minimize = backend.lbfgs_batch_minimizer(
         objective, history_size=history_size, iterations=iterations_per_batch,
