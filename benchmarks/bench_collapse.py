@@ -33,6 +33,9 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from peak_memory import extra_peak_mb, reset_peak_rss  # noqa: E402 (benchmarks/)
+
 RESULTS = REPO / "benchmarks" / "results" / "collapse.md"
 
 
@@ -202,21 +205,6 @@ def part_callback(repeats, quick, backends):
 # --- part 3 -----------------------------------------------------------------
 
 
-def _status_mb(field):
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024  # kB
-    raise KeyError(field)
-
-
-def reset_peak_rss():
-    """Resets the kernel's peak-RSS mark (Linux >= 4.0); returns current RSS, MB."""
-    with open("/proc/self/clear_refs", "w") as clear:
-        clear.write("5")
-    return _status_mb("VmRSS")
-
-
 def memory_child(quick):
     from nc_keras.collapse import CollapseStatistics
 
@@ -234,7 +222,7 @@ def memory_child(quick):
         stats.update(features, labels)
     result = stats.measure(W)
     seconds = time.perf_counter() - start
-    return {"K": K, "d": d, "N": N, "batch": batch, "extra_mb": _status_mb("VmHWM") - base,
+    return {"K": K, "d": d, "N": N, "batch": batch, "extra_mb": extra_peak_mb(base),
             "seconds": seconds, "nc1": result["nc1"]}
 
 
@@ -274,7 +262,7 @@ def main():
         print(json.dumps(memory_child(args.quick)))
         return
 
-    from nc_keras.reporting import append_results, format_table
+    from nc_keras.reporting import publish_benchmark
 
     parts = []
     if args.part in ("all", "metrics"):
@@ -283,19 +271,11 @@ def main():
         parts.append(part_callback(args.repeats, args.quick, args.backends.split(",")))
     if args.part in ("all", "memory"):
         parts.append(part_memory(args.quick))
-    command = "benchmarks/bench_collapse.py " + " ".join(sys.argv[1:])
-    # Timings on a shared machine depend on its load: say what it was.
-    load = "Load average (1, 5, 15 min) at the end: {:.1f}, {:.1f}, {:.1f}.".format(
-        *os.getloadavg())
-    for title, rows, columns, notes in parts:
-        notes = f"{notes} {load}"
-        formats = {c: ".3g" for c in columns if c.endswith("_s") or c in ("seconds", "ratio")}
-        formats.update({"exact_ratio": ".3g", "extra_peak_MB": ".0f"})
-        table = format_table(rows, columns, formats)
-        print(f"\n## {title}\n\n{table}\n\n{notes}")
-        if not (args.quick or args.no_save):
-            append_results(RESULTS, title, table, f"{notes}\nCommand: `{command.strip()}`")
-
+    formats = {key: ".3g" for key in ("seconds", "ratio", "predict_s", "callback_s",
+                                      "exact_ncc_s", "exact_ratio")}
+    formats["extra_peak_MB"] = ".0f"
+    publish_benchmark(parts, RESULTS, formats, save=not (args.quick or args.no_save),
+                      argv=["benchmarks/bench_collapse.py", *sys.argv[1:]])
 
 if __name__ == "__main__":
     main()

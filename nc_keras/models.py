@@ -48,12 +48,17 @@ def _conv(filters, kernel_size, strides, name):
 
     def apply(x):
         pad = kernel_size // 2
-        if pad:
+        # At stride 1, "same" is exactly k // 2 on each side (odd k) and saves
+        # a padding op per conv (about 10% of a ResNet18 step on the torch
+        # backend). At stride 2 "same" pads only after, unlike PyTorch.
+        padding = "same" if strides == 1 else "valid"
+        if pad and strides != 1:
             x = layers.ZeroPadding2D(pad, name=f"{name}_pad")(x)
         return layers.Conv2D(
             filters,
             kernel_size,
             strides=strides,
+            padding=padding,
             use_bias=False,
             kernel_initializer=keras.initializers.VarianceScaling(**_CONV_INIT),
             name=name,
