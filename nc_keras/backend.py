@@ -432,6 +432,14 @@ class Replication:
     process_count: int = 1
 
 
+def check_replication(strategy, devices):
+    """Raises a ValueError for an unknown `strategy` or a `devices` below 1."""
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {STRATEGIES}; got {strategy!r}.")
+    if devices is not None and int(devices) < 1:
+        raise ValueError(f"devices must be a positive integer or None; got {devices}.")
+
+
 def replicate(strategy="auto", devices=None, coordinator=None, num_processes=None, process_id=None):
     """Selects the backend's data-parallel engine; returns a `Replication`.
 
@@ -456,10 +464,7 @@ def replicate(strategy="auto", devices=None, coordinator=None, num_processes=Non
             "data_parallel" or in a multi-process run.
         coordinator, num_processes, process_id: multi-process JAX only.
     """
-    if strategy not in STRATEGIES:
-        raise ValueError(f"strategy must be one of {STRATEGIES}; got {strategy!r}.")
-    if devices is not None and int(devices) < 1:
-        raise ValueError(f"devices must be a positive integer or None; got {devices}.")
+    check_replication(strategy, devices)
     multi_process = _multi_process_requested(coordinator)
     if (num_processes is not None or process_id is not None) and not multi_process:
         raise ValueError(
@@ -640,8 +645,6 @@ def _jax_predictor(extractor):
         return [_jax_process_rows(output, start, start + shape[0]) for output in outputs]
 
     def allgather(vector):
-        if jax.process_count() == 1:
-            return np.asarray(vector, np.float64)[None]
         from jax.experimental import multihost_utils
 
         # Exchanged as raw bits: without x64 mode JAX would round float64
@@ -649,7 +652,9 @@ def _jax_predictor(extractor):
         bits = np.ascontiguousarray(vector, np.float64).view(np.uint32)
         return np.asarray(multihost_utils.process_allgather(bits)).view(np.float64)
 
-    return ShardedPredictor(predict, allgather, local, jax.process_index(), jax.process_count())
+    several = jax.process_count() > 1
+    return ShardedPredictor(predict, allgather if several else None, local,
+                            jax.process_index(), jax.process_count())
 
 
 def _jax_process_rows(array, start, stop):

@@ -172,12 +172,7 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}.")
         if self.lr_drop_every < 0:
             raise ValueError(f"lr_drop_every must be >= 0; got {self.lr_drop_every}.")
-        if self.strategy not in backend.STRATEGIES:
-            raise ValueError(
-                f"strategy must be one of {backend.STRATEGIES}; got {self.strategy!r}."
-            )
-        if self.devices is not None and self.devices < 1:
-            raise ValueError(f"devices must be >= 1 or None; got {self.devices}.")
+        backend.check_replication(self.strategy, self.devices)
         rate, batch = OPTIMIZER_DEFAULTS[self.optimizer]
         return dataclasses.replace(
             self,

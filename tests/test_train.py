@@ -104,7 +104,10 @@ def _tensorboard_steps(log_dir, tag):
 
     accumulator = EventAccumulator(str(log_dir), size_guidance={"tensors": 0})
     accumulator.Reload()
-    return [event.step for event in accumulator.Tensors(tag)]
+    # Chronological: a resumed run writes a second event file, and files
+    # opened within the same second need not be read in the order written.
+    events = sorted(accumulator.Tensors(tag), key=lambda event: event.wall_time)
+    return [event.step for event in events]
 
 
 @pytest.mark.parametrize("crash", [dict(epoch=1), dict(epoch=2, batch=0)])
