@@ -6,7 +6,9 @@ stem, 32x32x3 inputs, 10 classes, batch 128, SGD momentum 0.9, weight decay
 
 - for `nc_keras.models.resnet18` + `nc_keras.optimizers.SGD` under
   `model.fit` on each Keras backend (one subprocess per backend, so each
-  gets a fresh process);
+  gets a fresh process), and, on torch, for the same network built from
+  Keras's own Conv2D and BatchNormalization (what nc_keras's fused layers
+  gain there);
 - for a plain PyTorch loop of the same architecture (forward, loss,
   backward, `torch.optim.SGD.step`);
 - for the same loop plus the extra eval-mode forward pass per step that the
@@ -19,6 +21,7 @@ and appended, with date and machine, to benchmarks/results/train.md.
 
 Usage:
     python benchmarks/bench_train.py [--steps 8] [--warmup 3] [--backends tensorflow,jax,torch]
+                                     [--keras-layers torch] [--no-append]
 """
 
 import argparse
@@ -35,7 +38,30 @@ RESULTS = REPO_ROOT / "benchmarks" / "results" / "train.md"
 BATCH, CLASSES, SHAPE = 128, 10, (32, 32, 3)
 
 
-def keras_worker(steps, warmup):
+def with_keras_layers(model):
+    """The same network with Keras's own Conv2D and BatchNormalization.
+
+    For timing only: an integer (PyTorch) padding becomes Keras's "same",
+    which pads as many zeros (after the input instead of around it at
+    stride 2), so every layer has the same shapes and cost.
+    """
+    import keras
+
+    from nc_keras import layers
+
+    def clone(layer):
+        config = layer.get_config()
+        if isinstance(layer, layers.Conv2D):
+            config["padding"] = "same" if layer.symmetric_padding else layer.padding
+            return keras.layers.Conv2D.from_config(config)
+        if isinstance(layer, layers.BatchNormalization):
+            return keras.layers.BatchNormalization.from_config(config)
+        return layer.__class__.from_config(config)
+
+    return keras.models.clone_model(model, clone_function=clone)
+
+
+def keras_worker(steps, warmup, keras_layers):
     """Runs in a subprocess with KERAS_BACKEND set; prints step times (JSON)."""
     import keras
     import numpy as np
@@ -45,6 +71,8 @@ def keras_worker(steps, warmup):
 
     keras.utils.set_random_seed(0)
     model = models.resnet18(num_classes=CLASSES, input_shape=SHAPE, stem="cifar")
+    if keras_layers:
+        model = with_keras_layers(model)
     model.compile(
         optimizer=optimizers.SGD(0.05, momentum=0.9, weight_decay=5e-4),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -129,56 +157,60 @@ def main():
     parser.add_argument("--backends", default="tensorflow,jax,torch",
                         help="Keras backends to measure (default: tensorflow,jax,torch)")
     parser.add_argument("--no-append", action="store_true", help="print only, do not append to the results file")
+    parser.add_argument("--keras-layers", default="torch",
+                        help="backends also measured with Keras's own Conv2D and BatchNormalization "
+                             "instead of nc_keras's fused ones ('' for none; default: torch)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        keras_worker(args.steps, args.warmup)
+        keras_worker(args.steps, args.warmup, args.keras_layers == "yes")
         return
 
     rows = []
     for label, reference_style in (("PyTorch loop", False), ("PyTorch loop + eval pass (reference)", True)):
         print(f"measuring {label} ...", flush=True)
         rows.append((label, torch_loop(args.steps, args.warmup, reference_style)))
-    for backend in args.backends.split(","):
-        print(f"measuring nc_keras on {backend} ...", flush=True)
+    runs = [(backend, False) for backend in args.backends.split(",")]
+    runs += [(backend, True) for backend in args.keras_layers.split(",") if backend]
+    for backend, keras_layers in runs:
+        label = f"nc_keras fit, {backend}" + (", Keras's Conv2D and BatchNormalization" if keras_layers else "")
+        print(f"measuring {label} ...", flush=True)
         result = subprocess.run(
             [sys.executable, __file__, "--worker", backend, "--steps", str(args.steps),
-             "--warmup", str(args.warmup)],
+             "--warmup", str(args.warmup), "--keras-layers", "yes" if keras_layers else ""],
             env=dict(os.environ, KERAS_BACKEND=backend), capture_output=True, text=True,
         )  # fmt: skip
         if result.returncode:
             print(result.stderr[-2000:], file=sys.stderr)
             continue
-        rows.append((f"nc_keras fit, {backend}", json.loads(result.stdout.strip().splitlines()[-1])))
+        rows.append((label, json.loads(result.stdout.strip().splitlines()[-1])))
 
-    from nc_keras.reporting import append_results, format_table
+    from nc_keras.reporting import publish_benchmark
 
     plain = statistics.median(rows[0][1])
     reference = statistics.median(rows[1][1])
-    table = format_table(
-        [
-            {
-                "loop": label,
-                "median_s": statistics.median(times),
-                "steps_per_s": 1 / statistics.median(times),
-                "vs_plain": plain / statistics.median(times),
-                "vs_reference": reference / statistics.median(times),
-            }
-            for label, times in rows
-        ],
-        ["loop", ("median_s", "median step (s)"), ("steps_per_s", "steps/s"),
-         ("vs_plain", "x plain PyTorch"), ("vs_reference", "x reference-style")],
+    table_rows = [
+        {
+            "loop": label,
+            "median_s": statistics.median(times),
+            "steps_per_s": 1 / statistics.median(times),
+            "vs_plain": plain / statistics.median(times),
+            "vs_reference": reference / statistics.median(times),
+        }
+        for label, times in rows
+    ]
+    columns = [
+        "loop", ("median_s", "median step (s)"), ("steps_per_s", "steps/s"),
+        ("vs_plain", "x plain PyTorch"), ("vs_reference", "x reference-style"),
+    ]  # fmt: skip
+    notes = f"{args.steps} timed steps after {args.warmup} warm-up steps; ratios > 1: faster."
+    publish_benchmark(
+        [("ResNet18 training step (CIFAR stem, batch 128, SGD)", table_rows, columns, notes)],
+        RESULTS,
         formats={"median_s": ".3f", "steps_per_s": ".3f", "vs_plain": ".2f", "vs_reference": ".2f"},
-    )  # fmt: skip
-    print(table)
-    if not args.no_append:
-        append_results(
-            RESULTS,
-            "ResNet18 training step (CIFAR stem, batch 128, SGD)",
-            table,
-            notes=f"{args.steps} timed steps after {args.warmup} warm-up steps; ratios > 1: faster.",
-        )
-
+        save=not args.no_append,
+        argv=["benchmarks/bench_train.py", *sys.argv[1:]],
+    )
 
 if __name__ == "__main__":
     main()

@@ -5,12 +5,18 @@
 - `FeatureDecay`: an identity layer that puts the weight decay of the
   unconstrained feature model, lambda_H/2 ||H||_F^2 of eq. (3), on the
   penultimate features of a network (the paper's appendix experiment).
+- `Conv2D`, `BatchNormalization`: drop-in subclasses of Keras's layers
+  (same weights, config and results) with fused kernels on the torch
+  backend, where Keras's own composition costs about a quarter of a ResNet
+  training step on CPU (`benchmarks/bench_train.py`).
 """
 
 import numpy as np
 
 import keras
 from keras import ops
+
+from nc_keras import backend
 
 
 def simplex_etf(num_classes, feature_dim, rotation_seed=None):
@@ -236,3 +242,106 @@ class FeatureDecay(keras.layers.Layer):
         config = super().get_config()
         config["lambda_h"] = self.lambda_h
         return config
+
+
+@keras.saving.register_keras_serializable(package="nc_keras")
+class Conv2D(keras.layers.Conv2D):
+    """`keras.layers.Conv2D` with PyTorch's symmetric padding and no layout copies.
+
+    Same arguments, weights (kernel shape `(kh, kw, in, out)`) and outputs
+    as `keras.layers.Conv2D`, plus one more kind of `padding`: an integer p
+    puts p zeros on each side of both spatial axes before a "valid"
+    convolution, as PyTorch's `padding=p` does. (Keras's "same" pads only
+    after the input at stride 2, so a torchvision ResNet needs p = k // 2
+    there.)
+
+    On the torch backend, an undilated, ungrouped channels-last convolution
+    goes through `nc_keras.backend.fused_conv2d`, which hands torch a
+    permuted view (and the padding) instead of a separate padding op and the
+    two full layout copies Keras makes per call; everything else, and every
+    other backend, is Keras's own `convolution_op` (after `keras.ops.pad`
+    for an integer padding).
+    """
+
+    def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", **kwargs):
+        self.symmetric_padding = None
+        if isinstance(padding, int) and not isinstance(padding, bool):
+            if padding < 0:
+                raise ValueError(f"An integer padding must be >= 0; got {padding}.")
+            self.symmetric_padding, padding = padding, "valid"
+        super().__init__(filters, kernel_size, strides=strides, padding=padding, **kwargs)
+        if self.symmetric_padding and self.data_format != "channels_last":
+            raise ValueError("An integer padding is supported for data_format='channels_last' only.")
+
+    def convolution_op(self, inputs, kernel):
+        if self.data_format == "channels_last" and self.groups == 1 and set(self.dilation_rate) == {1}:
+            padding = self.symmetric_padding if self.symmetric_padding else self.padding
+            outputs = backend.fused_conv2d(inputs, kernel, self.strides, padding)
+            if outputs is not None:
+                return outputs
+        p = self.symmetric_padding
+        if not p:
+            return super().convolution_op(inputs, kernel)
+        if set(self.strides) == {1} and all(size == 2 * p + 1 for size in self.kernel_size):
+            padding = "same"  # the same zeros, without a padded copy
+        else:
+            inputs, padding = ops.pad(inputs, [(0, 0), (p, p), (p, p), (0, 0)]), "valid"
+        return ops.conv(
+            inputs, kernel, strides=list(self.strides), padding=padding,
+            dilation_rate=self.dilation_rate, data_format=self.data_format,
+        )  # fmt: skip
+
+    def compute_output_shape(self, input_shape):
+        if self.symmetric_padding:
+            input_shape = list(input_shape)
+            for axis in (1, 2):
+                if input_shape[axis] is not None:
+                    input_shape[axis] += 2 * self.symmetric_padding
+        return super().compute_output_shape(tuple(input_shape))
+
+    def get_config(self):
+        config = super().get_config()
+        if self.symmetric_padding:
+            config["padding"] = self.symmetric_padding
+        return config
+
+
+@keras.saving.register_keras_serializable(package="nc_keras")
+class BatchNormalization(keras.layers.BatchNormalization):
+    """`keras.layers.BatchNormalization` with one fused kernel on torch.
+
+    Same arguments, weights and moving-statistics update as Keras's layer
+    (`moving = momentum * moving + (1 - momentum) * batch`, with the biased
+    batch variance). On the torch backend, float32 inputs normalized over
+    their last axis (no mask, renorm or synchronization) go through
+    `nc_keras.backend.fused_batch_norm`, torch's native batch norm: one pass
+    for the statistics and one for the normalization, forward and backward,
+    instead of about ten element-wise ops. The variance then comes from
+    Welford's method rather than E[x^2] - E[x]^2, so results agree with
+    Keras's to float32 rounding, not bit for bit. Every other case, and every
+    other backend, is Keras's own `call`.
+    """
+
+    def call(self, inputs, training=None, mask=None):
+        fusable = (
+            mask is None
+            and not self.renorm
+            and not self.synchronized
+            and self.axis in (-1, len(inputs.shape) - 1)
+            and keras.backend.standardize_dtype(inputs.dtype) == "float32"
+            and self.compute_dtype == "float32"
+        )
+        if fusable:
+            training = bool(training and self.trainable)
+            fused = backend.fused_batch_norm(
+                inputs, self.gamma, self.beta, self.moving_mean, self.moving_variance, self.epsilon, training
+            )
+            if fused is not None:
+                outputs, mean, variance = fused
+                if training:
+                    self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
+                    self.moving_variance.assign(
+                        self.moving_variance * self.momentum + variance * (1.0 - self.momentum)
+                    )
+                return outputs
+        return super().call(inputs, training=training, mask=mask)

@@ -31,7 +31,7 @@ import math
 import keras
 from keras import layers
 
-from nc_keras.layers import FeatureDecay, SimplexETF
+from nc_keras.layers import BatchNormalization, Conv2D, FeatureDecay, SimplexETF
 from nc_keras.regularizers import HalfL2
 
 CLASSIFIERS = ("learned", "etf")
@@ -47,18 +47,11 @@ def _conv(filters, kernel_size, strides, name):
     """A bias-free convolution padded as PyTorch pads it (k // 2 each side)."""
 
     def apply(x):
-        pad = kernel_size // 2
-        # At stride 1, "same" is exactly k // 2 on each side (odd k) and saves
-        # a padding op per conv (about 10% of a ResNet18 step on the torch
-        # backend). At stride 2 "same" pads only after, unlike PyTorch.
-        padding = "same" if strides == 1 else "valid"
-        if pad and strides != 1:
-            x = layers.ZeroPadding2D(pad, name=f"{name}_pad")(x)
-        return layers.Conv2D(
+        return Conv2D(
             filters,
             kernel_size,
             strides=strides,
-            padding=padding,
+            padding=kernel_size // 2,
             use_bias=False,
             kernel_initializer=keras.initializers.VarianceScaling(**_CONV_INIT),
             name=name,
@@ -68,7 +61,7 @@ def _conv(filters, kernel_size, strides, name):
 
 
 def _batch_norm(name):
-    return layers.BatchNormalization(name=name, **_BN)
+    return BatchNormalization(name=name, **_BN)
 
 
 def _basic_block(x, filters, strides, out_channels, name):
