@@ -154,7 +154,8 @@ def _numpy(tensor):
 
 @pytest.mark.parametrize(
     "kernel_size, strides, padding",
-    [(3, 1, 1), (3, 2, 1), (7, 2, 3), (1, 2, 0), (3, 1, 2), (3, 1, "same"), (3, 2, "valid"), (3, 2, "same")],
+    [(3, 1, 1), (3, 2, 1), (7, 2, 3), (1, 2, 0), (3, 1, 2), (3, 1, "same"), (3, 2, "valid"), (3, 2, "same"),
+     (2, 1, "same"), (4, 1, "same")],
 )
 def test_conv2d_equals_keras_conv_on_the_padded_input(kernel_size, strides, padding):
     x = np.random.default_rng(0).standard_normal((3, 9, 8, 4)).astype("float32")
