@@ -23,9 +23,6 @@ Usage:
 """
 
 import argparse
-import datetime
-import os
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -88,18 +85,6 @@ def training_rate(batch_size, steps, warmup=2):
     return batch_size / statistics.median(times)
 
 
-def machine():
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{platform.node()}, {os.cpu_count()} CPU cores ({cpu}), no GPU used"
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data-dir", type=Path, default=REPO_ROOT.parent / "shared" / "data")
@@ -132,44 +117,35 @@ def main(argv=None):
         setup = time.perf_counter() - start
         rows.append((label, setup, pipeline_rate(dataset, args.batches, args.repeats)))
 
-    backend = keras.backend.backend()
-    lines = [
-        f"### {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, "
-        f"KERAS_BACKEND={backend}",
-        "",
-        f"Machine: {machine()}. Batch {args.batch_size}; pipeline: median of "
-        f"{args.repeats} windows of {args.batches} batches; ResNet18 (CIFAR stem) "
-        f"training step: median of {args.steps} steps = "
-        f"**{train_rate:.0f} images/s**.",
-        "",
-        "| pipeline (train split) | setup s | pipeline images/s | x ResNet18 step | >= 5x |",
-        "| --- | ---: | ---: | ---: | :---: |",
-    ]
-    for label, setup, rate in rows:
-        if rate is None:
-            lines.append(f"| {label} | - | no data at {args.data_dir} | - | - |")
-            continue
-        ratio = rate / train_rate
-        lines.append(
-            f"| {label} | {setup:.2f} | {rate:,.0f} | {ratio:,.0f}x | "
-            f"{'yes' if ratio >= REQUIRED_RATIO else 'NO'} |"
-        )
-    command = " ".join(["KERAS_BACKEND=" + backend, "python benchmarks/bench_data.py", *(argv or [])])
-    lines += ["", f"Command: `{command}`", ""]
-    table = "\n".join(lines)
-    print(table)
-    if not args.no_append:
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        new = not RESULTS.exists()
-        with RESULTS.open("a") as out:
-            if new:
-                out.write(
-                    "# Data pipeline throughput\n\n"
-                    "Written by `benchmarks/bench_data.py` (one section per run, newest last).\n\n"
-                )
-            out.write(table + "\n")
-        print(f"appended to {RESULTS.relative_to(REPO_ROOT)}")
+    from nc_keras.reporting import publish_benchmark
 
+    table_rows = []
+    for label, setup, rate in rows:
+        ratio = rate / train_rate if rate is not None else None
+        table_rows.append({
+            "pipeline": label if rate is not None else f"{label} (no data at {args.data_dir})",
+            "setup_s": setup,
+            "rate": rate,
+            "ratio": ratio,
+            "enough": None if ratio is None else ("yes" if ratio >= REQUIRED_RATIO else "NO"),
+        })  # fmt: skip
+    columns = [
+        ("pipeline", "pipeline (train split)"), ("setup_s", "setup s"), ("rate", "pipeline images/s"),
+        ("ratio", "x ResNet18 step"), ("enough", f">= {REQUIRED_RATIO:g}x"),
+    ]  # fmt: skip
+    backend = keras.backend.backend()
+    notes = (
+        f"Batch {args.batch_size}; pipeline: median of {args.repeats} windows of {args.batches} "
+        f"batches; ResNet18 (CIFAR stem) training step on {backend}: median of {args.steps} "
+        f"steps = **{train_rate:.0f} images/s**."
+    )
+    publish_benchmark(
+        [(f"Data pipeline throughput (KERAS_BACKEND={backend})", table_rows, columns, notes)],
+        RESULTS,
+        {"setup_s": ".2f", "rate": ",.0f", "ratio": ",.0f"},
+        save=not args.no_append,
+        argv=[f"KERAS_BACKEND={backend}", "python", "benchmarks/bench_data.py", *(argv or [])],
+    )
 
 if __name__ == "__main__":
     import sys

@@ -203,7 +203,7 @@ def main():
     if args.worker:
         return worker(args.worker, args.sizes, args.repeats, args.threads, args.large_repeats)
 
-    from nc_keras.reporting import format_table
+    from nc_keras.reporting import publish_benchmark
 
     rows = []
     for backend_name in args.backends:
@@ -221,23 +221,19 @@ def main():
             return 1
         rows += json.loads(lines[-1][5:])
     rows.sort(key=lambda row: (row["size"], row["method"] != "SciPy L-BFGS-B"))
-    table = format_table(
-        rows,
-        ["size", "backend", "method", "iterations", ("median_s", "median s"),
-         ("ratio", "x SciPy")],
+    columns = ["size", "backend", "method", "iterations", ("median_s", "median s"), ("ratio", "x SciPy")]
+    notes = (f"Time to |f - f*| <= 1e-8 |f*| from the same random start, medians of "
+             f"{args.repeats} runs (large size: {args.large_repeats}); 'x SciPy' is "
+             "relative to SciPy L-BFGS-B timed in the same process. sgd/adam "
+             "iterations: minibatch steps + full-batch polish. "
+             f"Threads (BLAS and backends): {args.threads or 'defaults'}.")
+    publish_benchmark(
+        [("UFM: time to the exact optimum (bench_ufm.py)", rows, columns, notes)],
+        RESULTS,
         {"median_s": ".3f", "ratio": ".2f"},
+        save=not args.no_save,
+        argv=["benchmarks/bench_ufm.py", *sys.argv[1:]],
     )
-    print(table)
-    if not args.no_save:
-        from nc_keras.reporting import append_results
-
-        notes = (f"Time to |f - f*| <= 1e-8 |f*| from the same random start, medians of "
-                 f"{args.repeats} runs (large size: {args.large_repeats}); 'x SciPy' is "
-                 "relative to SciPy L-BFGS-B timed in the same process. sgd/adam "
-                 "iterations: minibatch steps + full-batch polish. "
-                 f"Threads (BLAS and backends): {args.threads or 'defaults'}.")
-        append_results(RESULTS, "UFM: time to the exact optimum (bench_ufm.py)", table, notes)
-        print(f"appended to {RESULTS}")
     return 0
 
 
