@@ -650,6 +650,19 @@ def replicate(strategy="auto", devices=None, coordinator=None, num_processes=Non
     )
 
 
+
+def process_index():
+    """This process's rank in a multi-process run; 0 when there is one process.
+
+    Only JAX runs several processes here (`replicate`); its rank is known
+    once `jax.distributed` has started, i.e. after `replicate`.
+    """
+    if name() == "jax":
+        import jax
+
+        return jax.process_index()
+    return 0
+
 def _multi_process_requested(coordinator):
     if coordinator:
         return True

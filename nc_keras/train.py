@@ -269,6 +269,20 @@ def _write_json(path, payload):
     os.replace(temporary, path)
 
 
+def run_directory(config, process_index=None):
+    """The folder `train(config)` writes on this process.
+
+    `config.output_dir` on process 0 (the only one, unless JAX runs several)
+    and `output_dir/process_i` on process i > 0: every process runs the same
+    callbacks, so each needs a folder of its own. `process_index` defaults
+    to this process's rank (`nc_keras.backend.process_index()`).
+    """
+    if process_index is None:
+        process_index = backend.process_index()
+    out = Path(config.output_dir)
+    return out / f"process_{process_index}" if process_index else out
+
+
 def train(config, callbacks=(), verbose="auto"):
     """Trains one configuration; resumes it if it was interrupted.
 
@@ -308,11 +322,7 @@ def train(config, callbacks=(), verbose="auto"):
             f"of {replication.replicas}, e.g. "
             f"{-(-config.batch_size // replication.replicas) * replication.replicas}."
         )
-    out = Path(config.output_dir)
-    if replication.process_index:
-        # Every process runs the same callbacks; only the chief writes
-        # output_dir, the others a folder of their own inside it.
-        out = out / f"process_{replication.process_index}"
+    out = run_directory(config, replication.process_index)
     if (out / "summary.json").exists():
         raise FileExistsError(
             f"{out} holds a finished run (summary.json); choose another output "

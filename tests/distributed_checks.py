@@ -108,15 +108,16 @@ def compare(seed=0):
 def short_run(output_dir, **options):
     """Two epochs of `train()`: 130 training samples, batches of 64."""
     from nc_keras.callbacks import read_csv_log
-    from nc_keras.train import TrainConfig, train
+    from nc_keras.train import TrainConfig, run_directory, train
 
     config = TrainConfig(
         dataset="mnist_subset", model="mlp", width=16, depth=1, epochs=2, batch_size=64,
         samples_per_class=13, test_samples_per_class=7, output_dir=output_dir, **options,
     )  # fmt: skip
     train(config, verbose=0)
-    log = read_csv_log(f"{output_dir}/log.csv")
-    return {key: log[key] for key in ("nc1", "nc2", "nc3", "nc4", "val_nc1", "nc_accuracy")}
+    run_dir = run_directory(config)  # process i > 0 writes its own folder
+    log = read_csv_log(run_dir / "log.csv")
+    return {key: log[key] for key in ("nc1", "nc2", "nc3", "nc4", "val_nc1", "nc_accuracy")}, str(run_dir)
 
 
 def main(argv):
@@ -128,14 +129,14 @@ def main(argv):
         if keras.backend.backend() == "tensorflow":
             _split_cpu_for_tensorflow()
         result = compare()
-        result["log"] = short_run(argv[1], devices=2)
+        result["log"], result["run_dir"] = short_run(argv[1], devices=2)
     elif argv[0] == "process":
         rank, port, output_dir = int(argv[1]), int(argv[2]), argv[3]
         # train() starts jax.distributed, so it runs first.
         options = dict(coordinator=f"localhost:{port}", num_processes=2, process_id=rank)
-        log = short_run(output_dir, **options)
+        log, run_dir = short_run(output_dir, **options)
         result = compare()
-        result["log"] = log
+        result["log"], result["run_dir"] = log, run_dir
         result["files"] = sorted(os.listdir(output_dir))
     else:
         raise SystemExit(__doc__)

@@ -103,6 +103,7 @@ def test_two_jax_processes_measure_what_one_process_measures(tmp_path):
         _check_run(result)
     # Both processes log the same numbers; process 0 writes output_dir, the
     # other its own folder inside it.
+    assert [result["run_dir"] for result in results] == [str(out), str(out / "process_1")]
     assert results[0]["log"] == results[1]["log"]
     assert (out / "log.csv").exists() and (out / "process_1" / "log.csv").exists()
 

@@ -7,7 +7,7 @@ import pytest
 import keras
 
 from nc_keras.callbacks import read_csv_log
-from nc_keras.train import TrainConfig, build_model, build_optimizer, learning_rate_schedule, train
+from nc_keras.train import TrainConfig, build_model, build_optimizer, learning_rate_schedule, run_directory, train
 
 
 def _config(tmp_path, **changes):
@@ -170,3 +170,10 @@ def test_lbfgs_training_logs_nc_metrics_and_learns(tmp_path):
     assert all(math.isfinite(v) for v in log["nc1"] + log["val_nc1"])
     assert history["nc_accuracy"][-1] > 0.9  # 200 MNIST images, fitted
     assert history["nc1"][-1] < history["nc1"][0]
+
+
+def test_run_directory_is_output_dir_on_the_chief_and_a_subfolder_elsewhere(tmp_path):
+    config = TrainConfig(dataset="mnist_subset", model="mlp", output_dir=str(tmp_path / "run"))
+    assert run_directory(config) == tmp_path / "run"  # one process: rank 0
+    assert run_directory(config, 0) == tmp_path / "run"
+    assert run_directory(config, 3) == tmp_path / "run" / "process_3"

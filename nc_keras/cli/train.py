@@ -59,7 +59,7 @@ def config_from_args(args, config_class):
 def run(args):
     from nc_keras.cli import UserError
     from nc_keras.data import DataNotFoundError
-    from nc_keras.train import TrainConfig, train
+    from nc_keras.train import TrainConfig, run_directory, train
 
     config = config_from_args(args, TrainConfig)
     try:
@@ -69,5 +69,5 @@ def run(args):
     keys = ("nc1", "nc2", "nc3", "nc4", "nc_accuracy", "val_nc_accuracy")
     last = {key: history[key][-1] for key in keys if history.get(key)}
     print("final epoch: " + ", ".join(f"{k}={v:.4g}" for k, v in last.items()))
-    print(f"results in {config.output_dir}")
+    print(f"results in {run_directory(config)}")
     return 0
