@@ -3,10 +3,12 @@
 Everything else in nc_keras is written in `keras.ops` and reaches the active
 backend (``keras.backend.backend()``) only through the small functions here:
 compiling a function, differentiating it, Hessian-vector products, float64,
-full-batch L-BFGS, data-parallel replication, and the fused kernels behind
-`nc_keras.layers.Conv2D` and `nc_keras.layers.BatchNormalization`. The functions work on a *flat* float64 parameter vector
-so that the unconstrained feature model (`nc_keras.ufm`) and network training
-(which can flatten its trainable weights) share them.
+full-batch L-BFGS, data-parallel replication, and the fused torch kernels
+behind `nc_keras.layers.Conv2D`, `nc_keras.layers.BatchNormalization` and
+the optimizers' updates. The differentiation and L-BFGS functions work on a
+*flat* float64 parameter vector so that the unconstrained feature model
+(`nc_keras.ufm`) and network training (which can flatten its trainable
+weights) share them.
 
 L-BFGS per backend:
 
@@ -161,7 +163,6 @@ def hessian_vector_product(function):
 
         return torch_hvp
     raise NotImplementedError(f"backend {backend!r} is not supported")
-
 
 
 def fused_conv2d(inputs, kernel, strides, padding):

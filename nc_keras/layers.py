@@ -275,7 +275,7 @@ class Conv2D(keras.layers.Conv2D):
 
     def convolution_op(self, inputs, kernel):
         if self.data_format == "channels_last" and self.groups == 1 and set(self.dilation_rate) == {1}:
-            padding = self.symmetric_padding if self.symmetric_padding else self.padding
+            padding = self.symmetric_padding or self.padding
             outputs = backend.fused_conv2d(inputs, kernel, self.strides, padding)
             if outputs is not None:
                 return outputs
