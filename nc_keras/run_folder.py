@@ -1,0 +1,125 @@
+"""The files of one training run, and how every file is written.
+
+`nc_keras.train.train(config)` writes one run into a folder; this module is
+the one place that names its files, so that the trainer, the callbacks, the
+plots and the command line agree on them:
+
+    config.json        the resolved TrainConfig
+    versions.json      the software versions
+    log.csv            one row per epoch (EpochCSVLogger)
+    tensorboard/       TensorBoard event files
+    nc_history/        nc_epoch_NNNN.npz per measurement (W, b, class means, metrics)
+    checkpoints/       epoch_NNNN.keras, when checkpoints are asked for
+    backup/            BackupAndRestore state while the run is unfinished
+    summary.json       the last epoch's values, written when the run completes
+    figure.png         the run's figure
+
+Every file is written atomically: to a temporary file in the same folder,
+then renamed over the target (`os.replace`), so an interruption leaves the
+old file or the new one, never a torn one.
+"""
+
+import contextlib
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+CONFIG = "config.json"
+VERSIONS = "versions.json"
+LOG = "log.csv"
+TENSORBOARD = "tensorboard"
+NC_HISTORY = "nc_history"
+CHECKPOINTS = "checkpoints"
+BACKUP = "backup"
+SUMMARY = "summary.json"
+FIGURE = "figure.png"
+
+_NC_HISTORY_FILE = re.compile(r"nc_epoch_(\d+)\.npz")
+
+
+class RunFolder:
+    """The paths of one run's files (see the module docstring)."""
+
+    def __init__(self, root):
+        self.root = Path(root)
+
+    def __repr__(self):
+        return f"RunFolder({str(self.root)!r})"
+
+    def __fspath__(self):
+        return os.fspath(self.root)
+
+    config = property(lambda self: self.root / CONFIG)
+    versions = property(lambda self: self.root / VERSIONS)
+    log = property(lambda self: self.root / LOG)
+    tensorboard = property(lambda self: self.root / TENSORBOARD)
+    nc_history = property(lambda self: self.root / NC_HISTORY)
+    checkpoints = property(lambda self: self.root / CHECKPOINTS)
+    backup = property(lambda self: self.root / BACKUP)
+    summary = property(lambda self: self.root / SUMMARY)
+    figure = property(lambda self: self.root / FIGURE)
+
+    @property
+    def checkpoint_pattern(self):
+        """`keras.callbacks.ModelCheckpoint`'s file pattern, epoch counted from 1."""
+        return str(self.checkpoints / "epoch_{epoch:04d}.keras")
+
+    @property
+    def finished(self):
+        """True when the run completed (its summary was written)."""
+        return self.summary.exists()
+
+
+def nc_history_file(folder, epoch):
+    """The path of the NC measurement of 1-based `epoch` in `folder`."""
+    return Path(folder) / f"nc_epoch_{epoch:04d}.npz"
+
+
+def nc_history_epochs(folder):
+    """Sorted (epoch, path) pairs of the NC measurements saved in `folder`."""
+    found = []
+    for name in os.listdir(folder):
+        match = _NC_HISTORY_FILE.fullmatch(name)
+        if match:
+            found.append((int(match.group(1)), Path(folder) / name))
+    return sorted(found)
+
+
+@contextlib.contextmanager
+def atomic_writer(path, mode="w", **open_kwargs):
+    """Opens a temporary file beside `path`; renames it onto `path` on success.
+
+    On an exception the temporary file is removed and `path` is untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, staging = tempfile.mkstemp(prefix=f".{path.name}-", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, mode, **open_kwargs) as out:
+            yield out
+        os.replace(staging, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(staging)
+        raise
+
+
+def write_text(path, text):
+    """Writes `text` to `path` atomically."""
+    with atomic_writer(path) as out:
+        out.write(text)
+
+
+def write_json(path, payload):
+    """Writes `payload` as indented JSON to `path` atomically."""
+    write_text(path, json.dumps(payload, indent=2, default=str) + "\n")
+
+
+def save_npz(path, **arrays):
+    """Saves `arrays` into the `.npz` file `path` atomically."""
+    with atomic_writer(path, "wb") as out:
+        np.savez(out, **arrays)
