@@ -20,7 +20,7 @@ benchmarks/results/imagenet.md:
    times both for K = 10, 100, 1000 at d=2048.
 3. **Tiling.** The same stream in chunks of 64 to 4096 rows: small chunks
    leave BLAS idle, which is why the library gathers model outputs into
-   chunks of about 16 MB (`collapse._CHUNK_BYTES`) before updating.
+   chunks of about 16 MB (`nc_keras.collapse.CHUNK_BYTES`) before updating.
 
 Synthetic features are generated before the clock starts (a pool of chunks,
 reused), so the times are those of the statistics alone.

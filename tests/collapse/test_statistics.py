@@ -1,4 +1,5 @@
-"""nc_keras.collapse against an independent, straightforward float64 computation."""
+"""nc_keras.collapse.statistics (streaming and in memory) against an independent,
+straightforward float64 computation."""
 
 import warnings
 
@@ -13,7 +14,7 @@ RTOL = 1e-8
 
 
 def reference(H, y, W, b=None):
-    """Two-pass float64 NumPy, straight from SPEC section 3 (no shared code)."""
+    """Two-pass float64 NumPy, straight from the definitions of Sec. 4 (no shared code)."""
     K, N = W.shape[0], len(y)
     b = np.zeros(K) if b is None else b
     M = np.stack([H[y == k].mean(axis=0) for k in range(K)])

@@ -1,4 +1,4 @@
-"""NeuralCollapse callback and measure_model, on tiny models, on every backend."""
+"""The NeuralCollapse callback, on tiny models, on every backend."""
 
 import csv
 import math
@@ -173,41 +173,3 @@ def test_training_unchanged_by_callback():
     without, with_ = final_weights(False), final_weights(True)
     for a, b in zip(without, with_):
         np.testing.assert_array_equal(a, b)
-
-
-@pytest.mark.parametrize("chunk_bytes", [None, 1])
-def test_measure_model_on_every_data_kind(chunk_bytes, monkeypatch):
-    if chunk_bytes:  # every batch its own chunk: exercises the streaming merge
-        monkeypatch.setattr(collapse, "_CHUNK_BYTES", chunk_bytes)
-    x, y = toy_data(90)
-    model = mlp(keras.layers.Dense(K, use_bias=False, name="classifier"))
-    expected = independent(model, x, y)
-    kinds = {
-        "tuple": (x, y),
-        "tf.data": tf.data.Dataset.from_tensor_slices((x, y[:, None])).batch(32),
-        "PyDataset": Batches(x, keras.utils.to_categorical(y, K), 32),
-    }
-    for kind, data in kinds.items():
-        result = collapse.measure_model(model, data, batch_size=17)
-        assert result["num_samples"] == 90, kind
-        for key in collapse.METRIC_KEYS:
-            assert result[key] == pytest.approx(expected[key], rel=1e-5, abs=1e-7), kind
-    first = collapse.measure_model(model, kinds["tf.data"], max_samples=50)
-    assert first["num_samples"] == 50
-    assert first["nc1"] == pytest.approx(independent(model, x[:50], y[:50])["nc1"], rel=1e-5)
-
-
-def test_infinite_dataset_needs_max_samples():
-    x, y = toy_data(40)
-    model = mlp()
-    forever = tf.data.Dataset.from_tensor_slices((x, y)).batch(16).repeat()
-    with pytest.raises(ValueError, match="max_samples"):
-        collapse.measure_model(model, forever)
-    assert collapse.measure_model(model, forever, max_samples=100)["num_samples"] == 100
-
-
-def test_model_without_named_layers_is_a_clear_error():
-    inputs = keras.Input((8,))
-    model = keras.Model(inputs, keras.layers.Dense(K)(inputs))
-    with pytest.raises(ValueError, match="'features'"):
-        collapse.measure_model(model, toy_data())

@@ -1,15 +1,15 @@
-"""Keras callbacks: live neural-collapse metrics during `model.fit`."""
+"""The `NeuralCollapse` callback: live neural-collapse metrics during `model.fit`."""
 
 import math
 import os
-import re
 
 import keras
 import numpy as np
 
 from nc_keras import backend, collapse
+from nc_keras.run_folder import nc_history_file, save_npz
 
-__all__ = ["EpochCSVLogger", "NeuralCollapse", "load_history", "log_keys", "read_csv_log"]
+__all__ = ["NeuralCollapse", "log_keys"]
 
 _NCC_MODES = ("previous", "exact", "none")
 
@@ -39,9 +39,9 @@ class NeuralCollapse(keras.callbacks.Callback):
     The pass runs the model with training=False (BatchNorm with its moving
     statistics, no Dropout), draws no random number and updates no variable,
     so training is the same with or without this callback. Memory is
-    O(Kd + d^2) plus a chunk of model outputs (about 16 MB: batches are
-    grouped so that the float64 statistics run as few large products),
-    whatever the data size.
+    O(Kd + d^2) plus a chunk of model outputs (about 16 MB,
+    `nc_keras.collapse.CHUNK_BYTES`: batches are grouped so that the float64
+    statistics run as few large products), whatever the data size.
 
     Under data parallelism (a `keras.distribution` active during `fit` on
     JAX, on one host or several; a model built under a
@@ -72,7 +72,7 @@ class NeuralCollapse(keras.callbacks.Callback):
             `nc_epoch_{epoch:04d}.npz` (epoch counted from 1) with W, b (absent
             for a classifier without bias), class means and counts ("train_"
             and "val_" prefixed) and the logged metrics. Read them back with
-            `load_history`.
+            `nc_keras.callbacks.load_history`.
         batch_size: batch size for tuple data.
         ncc: "previous", "exact" or "none" (above).
     """
@@ -142,8 +142,7 @@ class NeuralCollapse(keras.callbacks.Callback):
             saved[(prefix or "train_") + "class_means"] = stats.class_means
             saved[(prefix or "train_") + "counts"] = stats.counts
         if self.history_path:
-            _save_npz(os.path.join(self.history_path, f"nc_epoch_{epoch + 1:04d}.npz"),
-                      saved)
+            save_npz(nc_history_file(self.history_path, epoch + 1), **saved)
 
     def _measure(self, prefix, data):
         previous = self._previous_means.get(prefix)
@@ -159,112 +158,3 @@ class NeuralCollapse(keras.callbacks.Callback):
             predictor=self._predictor)
         self._previous_means[prefix] = stats.class_means
         return result, stats
-
-
-def _save_npz(path, arrays):
-    # Write then rename, so a crash never leaves a truncated file behind.
-    tmp = path + ".tmp.npz"
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
-
-
-def load_history(history_path):
-    """Stacks the `nc_epoch_*.npz` files of `NeuralCollapse(history_path=...)`.
-
-    Returns a dict with "epoch" (1-based epoch numbers, sorted) and every
-    saved array stacked along a new first axis.
-    """
-    files = sorted(
-        (int(m.group(1)), name) for name in os.listdir(history_path)
-        if (m := re.fullmatch(r"nc_epoch_(\d+)\.npz", name))
-    )
-    if not files:
-        raise FileNotFoundError(f"no nc_epoch_*.npz files in {history_path}")
-    stacked = {"epoch": np.array([epoch for epoch, _ in files])}
-    loaded = []
-    for _, name in files:
-        with np.load(os.path.join(history_path, name)) as npz:
-            loaded.append(dict(npz))
-    for key in loaded[0]:
-        stacked[key] = np.stack([item[key] for item in loaded])
-    return stacked
-
-
-class EpochCSVLogger(keras.callbacks.Callback):
-    """Writes one CSV row per epoch, exactly once, even across resumed runs.
-
-    Like `keras.callbacks.CSVLogger`, but safe with
-    `keras.callbacks.BackupAndRestore`: when a run resumes at epoch e, the
-    rows of epochs >= e that an interrupted attempt wrote are replaced, so
-    the file never holds an epoch twice nor loses one. Columns are `epoch`
-    (0-based, as CSVLogger) and the sorted keys of the first epoch's `logs`
-    (put `NeuralCollapse` before this callback, so its keys are there from
-    the first epoch). Each epoch rewrites the file through a temporary file
-    and an atomic rename, so an interruption never leaves a torn file.
-
-    Args:
-        filename: path of the CSV file.
-        separator: the field separator. Defaults to ",".
-    """
-
-    def __init__(self, filename, separator=","):
-        super().__init__()
-        self.filename = os.fspath(filename)
-        self.separator = separator
-
-    def on_epoch_end(self, epoch, logs=None):
-        import csv
-
-        logs = dict(logs or {})
-        rows, columns = [], None
-        if os.path.exists(self.filename):
-            with open(self.filename, newline="") as handle:
-                reader = csv.DictReader(handle, delimiter=self.separator)
-                columns = reader.fieldnames
-                rows = [row for row in reader if int(row["epoch"]) < epoch]
-        if not columns:
-            columns = ["epoch"] + sorted(logs)
-        rows.append({"epoch": epoch, **{key: _csv_value(logs.get(key)) for key in columns[1:]}})
-        temporary = f"{self.filename}.tmp"
-        with open(temporary, "w", newline="") as handle:
-            writer = csv.DictWriter(
-                handle, fieldnames=columns, delimiter=self.separator, extrasaction="ignore"
-            )
-            writer.writeheader()
-            writer.writerows(rows)
-        os.replace(temporary, self.filename)
-
-
-def _csv_value(value):
-    if value is None:
-        return "NA"
-    try:
-        return float(keras.ops.convert_to_numpy(value))
-    except (TypeError, ValueError):
-        return value
-
-
-def read_csv_log(filename, separator=","):
-    """Reads a per-epoch CSV log (EpochCSVLogger, CSVLogger) column-wise.
-
-    Returns a dict column -> list; numbers become floats ("epoch" ints),
-    empty or "NA" cells NaN.
-    """
-    import csv
-
-    with open(filename, newline="") as handle:
-        rows = list(csv.DictReader(handle, delimiter=separator))
-    columns = {}
-    for row in rows:
-        for key, value in row.items():
-            columns.setdefault(key, []).append(_parse_number(value))
-    if "epoch" in columns:
-        columns["epoch"] = [int(value) for value in columns["epoch"]]
-    return columns
-
-
-def _parse_number(text):
-    try:
-        return float(text)
-    except (TypeError, ValueError):
-        return math.nan if text in ("", "NA", None) else text

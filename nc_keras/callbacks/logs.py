@@ -1,0 +1,53 @@
+"""Reading back what the callbacks write: per-epoch CSV logs and NC histories."""
+
+import csv
+import math
+
+import numpy as np
+
+from nc_keras.run_folder import nc_history_epochs
+
+__all__ = ["load_history", "read_csv_log"]
+
+
+def read_csv_log(filename, separator=","):
+    """Reads a per-epoch CSV log (EpochCSVLogger, CSVLogger) column-wise.
+
+    Returns a dict column -> list; numbers become floats ("epoch" ints),
+    empty or "NA" cells NaN.
+    """
+    with open(filename, newline="") as handle:
+        rows = list(csv.DictReader(handle, delimiter=separator))
+    columns = {}
+    for row in rows:
+        for key, value in row.items():
+            columns.setdefault(key, []).append(_parse_number(value))
+    if "epoch" in columns:
+        columns["epoch"] = [int(value) for value in columns["epoch"]]
+    return columns
+
+
+def _parse_number(text):
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return math.nan if text in ("", "NA", None) else text
+
+
+def load_history(history_path):
+    """Stacks the `nc_epoch_*.npz` files of `NeuralCollapse(history_path=...)`.
+
+    Returns a dict with "epoch" (1-based epoch numbers, sorted) and every
+    saved array stacked along a new first axis.
+    """
+    files = nc_history_epochs(history_path)
+    if not files:
+        raise FileNotFoundError(f"no nc_epoch_*.npz files in {history_path}")
+    stacked = {"epoch": np.array([epoch for epoch, _ in files])}
+    loaded = []
+    for _, path in files:
+        with np.load(path) as npz:
+            loaded.append(dict(npz))
+    for key in loaded[0]:
+        stacked[key] = np.stack([item[key] for item in loaded])
+    return stacked

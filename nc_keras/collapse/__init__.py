@@ -1,0 +1,52 @@
+"""Neural-collapse metrics NC1-NC4 (Zhu et al., NeurIPS 2021, Sec. 4, "Metrics").
+
+With K classes, class means mu_k, global mean mu_G, centred class means
+Hbar = [mu_1 - mu_G, ..., mu_K - mu_G] and E = (I_K - 11^T/K)/sqrt(K-1):
+
+    NC1 = (1/K) tr(Sigma_W Sigma_B^+)         within-class variability
+    NC2 = || W W^T / ||W W^T||_F - E ||_F      classifier -> simplex ETF
+    NC3 = || W Hbar / ||W Hbar||_F - E ||_F    self-duality W ~ Hbar^T
+    NC4 = || b + W mu_G ||_2                   bias collapse
+
+- `formulas`: each metric as a pure function of the statistics.
+- `statistics`: the statistics, streamed (`CollapseStatistics`) or from
+  features in memory (`metrics`), and the result dict (`METRIC_KEYS`).
+- `passes`: running a Keras model over data (`measure_model`, and the
+  building blocks of the `NeuralCollapse` callback), on one device or many.
+"""
+
+from nc_keras.collapse import formulas
+from nc_keras.collapse.passes import (
+    CHUNK_BYTES,
+    accumulate,
+    classifier_weights,
+    feature_extractor,
+    gather_processes,
+    iterate_batches,
+    measure,
+    measure_model,
+    ncc_pass,
+)
+from nc_keras.collapse.statistics import (
+    METRIC_KEYS,
+    CollapseStatistics,
+    InMemoryStatistics,
+    metrics,
+)
+
+__all__ = [
+    "CHUNK_BYTES",
+    "METRIC_KEYS",
+    "CollapseStatistics",
+    "InMemoryStatistics",
+    "accumulate",
+    "classifier_weights",
+    "feature_extractor",
+    "formulas",
+    "gather_processes",
+    "iterate_batches",
+    "measure",
+    "measure_model",
+    "metrics",
+    "ncc_pass",
+]
