@@ -99,6 +99,9 @@ def atomic_writer(path, mode="w", **open_kwargs):
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, staging = tempfile.mkstemp(prefix=f".{path.name}-", suffix=".tmp", dir=path.parent)
     try:
+        # mkstemp creates the file readable by its owner only; give it the
+        # permissions a plain open() would (0666 less the umask).
+        os.chmod(staging, 0o666 & ~_umask())
         with os.fdopen(handle, mode, **open_kwargs) as out:
             yield out
         os.replace(staging, path)
@@ -106,6 +109,12 @@ def atomic_writer(path, mode="w", **open_kwargs):
         with contextlib.suppress(FileNotFoundError):
             os.remove(staging)
         raise
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_text(path, text):
