@@ -23,27 +23,18 @@ from pathlib import Path
 
 import numpy as np
 
-from nc_keras.data import read_idx
+from nc_keras.data.pipeline import first_per_class
+from nc_keras.data.readers import IdxFiles, find_idx, read_idx
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 OUTPUT = REPO_ROOT / "nc_keras" / "assets" / "mnist_subset.npz"
-FILES = {
-    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
-}
-
-
-def first_per_class(labels, n):
-    """Positions of the first n examples of each class, in file order."""
-    chosen = [np.flatnonzero(labels == k)[:n] for k in range(10)]
-    return np.sort(np.concatenate(chosen))
 
 
 def read(idx_dir, stem):
-    for name in (stem, stem + ".gz"):
-        if (idx_dir / name).is_file():
-            return read_idx(idx_dir / name)
-    raise SystemExit(f"{stem}[.gz] not found in {idx_dir}")
+    path = find_idx(idx_dir, stem)
+    if path is None:
+        raise SystemExit(f"{stem}[.gz] not found in {idx_dir}")
+    return read_idx(path)
 
 
 def main(argv=None):
@@ -55,9 +46,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     arrays = {}
-    for split, per_class in (("train", args.train_per_class), ("test", args.test_per_class)):
-        images, labels = (read(args.idx_dir, stem) for stem in FILES[split])
-        keep = first_per_class(labels, per_class)
+    per_class = {"train": args.train_per_class, "test": args.test_per_class}
+    for split, *stems in IdxFiles().stems:
+        images, labels = (read(args.idx_dir, stem) for stem in stems)
+        keep = first_per_class(labels, per_class[split], num_classes=10)
         arrays[f"x_{split}"], arrays[f"y_{split}"] = images[keep], labels[keep]
     args.output.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(args.output, **arrays)

@@ -1,0 +1,56 @@
+"""Input pipelines for the experiments of Zhu et al. (NeurIPS 2021), Sec. 4.
+
+`load(name, split)` returns a batched, prefetched `tf.data.Dataset` of
+`(images, labels)`: float32 NHWC images and int32 labels, which
+`model.fit` accepts on the TensorFlow, JAX and torch backends alike.
+`info(name)` says the number of classes, the input shape and the split sizes
+without reading any data; `describe()` lists the datasets, `NAMES` names
+them.
+
+One module per concern:
+
+* `catalogue`: one `Dataset` entry per dataset (name, help, classes, input
+  shape, normalization, source, options): cifar10, mnist, cifar10_random,
+  random_pixels, mnist_subset, folder. A new dataset is one entry there;
+  `NAMES`, `info`, the option checks and `describe()` come from it;
+* `sources`: where an entry's examples come from: tensorflow-datasets, then
+  local files under `data_dir`, then a tfds download (`Files`); an array
+  file in `nc_keras/assets` (`Bundled`); generated (`RandomPixels`); the
+  user's tree (`ClassFolders`); and `DataNotFoundError`'s message;
+* `readers`: IDX files, CIFAR-10 pickles, bundled arrays, and MNIST's
+  resize as torchvision's `Resize(32)` on PIL does it;
+* `image_tree`: class-folder trees and tarballs of them, decoded once and
+  cached in `cache_dir()/decoded` (`$NC_KERAS_CACHE`, else
+  `$XDG_CACHE_HOME/nc_keras`, else `~/.cache/nc_keras`);
+* `download`: tfds's prepared data and downloads behind a fast probe of the
+  download host (`host_reachable`);
+* `synthetic`: random pixels (`random_pixels_reference` is their numpy
+  reference) and balanced random labels;
+* `pipeline`: `load` with `samples_per_class`, normalization, augmentation
+  (`crop_and_flip`), shuffling and batching.
+"""
+
+from nc_keras.data.catalogue import (
+    CIFAR10_CLASSES,
+    CIFAR10_MEAN,
+    CIFAR10_STD,
+    DATASETS,
+    MNIST_CLASSES,
+    MNIST_MEAN,
+    MNIST_STD,
+    NAMES,
+    Dataset,
+    DatasetInfo,
+    describe,
+    info,
+)
+from nc_keras.data.image_tree import cache_dir
+from nc_keras.data.pipeline import crop_and_flip, load
+from nc_keras.data.readers import SPLITS, DataNotFoundError, read_idx
+from nc_keras.data.synthetic import random_pixels_reference
+
+__all__ = [
+    "CIFAR10_CLASSES", "CIFAR10_MEAN", "CIFAR10_STD", "DATASETS", "DataNotFoundError",
+    "Dataset", "DatasetInfo", "MNIST_CLASSES", "MNIST_MEAN", "MNIST_STD", "NAMES", "SPLITS",
+    "cache_dir", "crop_and_flip", "describe", "info", "load", "random_pixels_reference", "read_idx",
+]  # fmt: skip
