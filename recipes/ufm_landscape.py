@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from nc_keras import ufm
+from nc_keras.cli.ufm import add_model_arguments, model_arguments
 
 
 def main(argv=None):
@@ -22,12 +23,7 @@ def main(argv=None):
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--classes", type=int, default=10, help="K")
-    parser.add_argument("--dim", type=int, default=20, help="feature dimension d >= K - 1")
-    parser.add_argument("--per-class", type=int, default=30, help="samples per class n")
-    parser.add_argument("--lambda-w", type=float, default=ufm.DEFAULT_LAMBDA)
-    parser.add_argument("--lambda-h", type=float, default=ufm.DEFAULT_LAMBDA)
-    parser.add_argument("--lambda-b", type=float, default=ufm.DEFAULT_LAMBDA)
+    add_model_arguments(parser)
     parser.add_argument("--methods", nargs="+", choices=ufm.METHODS, default=list(ufm.METHODS))
     parser.add_argument("--starts", type=int, default=5, help="random starts per method")
     parser.add_argument("--seed", type=int, default=0, help="seed of the first start")
@@ -35,12 +31,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     result = ufm.landscape(
-        args.classes,
-        args.dim,
-        args.per_class,
-        args.lambda_w,
-        args.lambda_h,
-        args.lambda_b,
+        *model_arguments(args),
         methods=args.methods,
         starts=args.starts,
         seed=args.seed,

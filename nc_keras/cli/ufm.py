@@ -27,26 +27,10 @@ def register(subparsers):
             prog, max_help_position=32
         ),
     )
-    from nc_keras.ufm import DEFAULT_LAMBDA, METHODS
+    from nc_keras.ufm import METHODS
 
+    add_model_arguments(parser)
     add = parser.add_argument
-    add("--classes", type=int, default=10, metavar="K", help="number of classes K (default: 10)")
-    add("--dim", type=int, default=20, metavar="D", help="feature dimension d >= K-1 (default: 20)")
-    add(
-        "--per-class",
-        type=int,
-        default=30,
-        metavar="N",
-        help="samples per class n, balanced (default: 30)",
-    )
-    for name, what in (("w", "the classifier W"), ("h", "the features H"), ("b", "the bias b")):
-        add(
-            f"--lambda-{name}",
-            type=float,
-            default=DEFAULT_LAMBDA,
-            metavar="L",
-            help=f"weight decay on {what} (default: {DEFAULT_LAMBDA:g})",
-        )
     add(
         "--method",
         choices=METHODS,
@@ -123,6 +107,50 @@ def register(subparsers):
     parser.set_defaults(func=run)
 
 
+def add_model_arguments(parser):
+    """The options that define one UFM instance of eq. (3): --classes, --dim,
+    --per-class, --lambda-w, --lambda-h, --lambda-b (also used by
+    recipes/ufm_landscape.py); `model_arguments` reads them back."""
+    from nc_keras.ufm import DEFAULT_LAMBDA
+
+    add = parser.add_argument
+    add(
+        "--classes",
+        type=int,
+        default=10,
+        metavar="K",
+        help="number of classes K (default: %(default)s)",
+    )
+    add(
+        "--dim",
+        type=int,
+        default=20,
+        metavar="D",
+        help="feature dimension d >= K-1 (default: %(default)s)",
+    )
+    add(
+        "--per-class",
+        type=int,
+        default=30,
+        metavar="N",
+        help="samples per class n, balanced (default: %(default)s)",
+    )
+    for name, what in (("w", "the classifier W"), ("h", "the features H"), ("b", "the bias b")):
+        add(
+            f"--lambda-{name}",
+            type=float,
+            default=DEFAULT_LAMBDA,
+            metavar="L",
+            help=f"weight decay on {what} (default: %(default)g)",
+        )
+
+
+def model_arguments(args):
+    """(K, d, n, lambda_w, lambda_h, lambda_b) from `add_model_arguments`' options,
+    in the order `nc_keras.ufm.solve` and `landscape` take them."""
+    return (args.classes, args.dim, args.per_class, args.lambda_w, args.lambda_h, args.lambda_b)
+
+
 def run(args):
     from nc_keras import cli, ufm
     from nc_keras.reporting import format_table
@@ -148,12 +176,7 @@ def run(args):
             )
 
     result = ufm.solve(
-        args.classes,
-        args.dim,
-        args.per_class,
-        args.lambda_w,
-        args.lambda_h,
-        args.lambda_b,
+        *model_arguments(args),
         method=args.method,
         seed=args.seed,
         steps=args.steps,

@@ -1,0 +1,68 @@
+r"""The unconstrained feature model (UFM) of Zhu et al. (NeurIPS 2021), eq. (3).
+
+K classes with n samples each (N = nK), classifier W (K x d), features
+H (d x N, one column per sample, sorted by class by `class_labels`), bias b (K):
+
+    f(W, H, b) = (1/N) sum_{k,i} CE(W h_{k,i} + b, y_k)
+                 + lW/2 ||W||_F^2 + lH/2 ||H||_F^2 + lb/2 ||b||^2      (3)
+
+One module per concern:
+
+* `theory`: `objective` (eq. (3) in `keras.ops`, differentiable on every
+  backend), `optimum` (the exact global minimum, Theorem 3.1),
+  `construct_optimum` (an explicit minimizer), `random_start`;
+* `losses`: the per-sample losses eq. (3) can average (cross-entropy);
+* `problem`: `Problem`, eq. (3) compiled for the active backend over one flat
+  vector [vec W, vec H, b] (value, gradient, minibatch step, Hessian-vector
+  product);
+* `solvers`: `solve` with "gd", "sgd", "adam" or "lbfgs" from a random start,
+  recording the objective, the gap f - f*, NC1-NC4
+  (`nc_keras.collapse.metrics`) and the wall time;
+* `hessian`: `hessian_min_eigenvalue` by Hessian-vector products and Lanczos,
+  for Theorem 3.2 (strict saddles), and `rotation_zero_modes`;
+* `landscape`: many random starts times every solver, as a table;
+* `plots`: `plot_trajectory`, `plot_landscape` (`make demo`, the recipe).
+
+All numbers are float64 on every backend (`nc_keras.backend.float64`);
+backend-specific code (compilation, gradients, L-BFGS) is in `nc_keras.backend`.
+"""
+
+from nc_keras.ufm.hessian import HessianEigen, hessian_min_eigenvalue, rotation_zero_modes
+from nc_keras.ufm.landscape import LandscapeResult, landscape
+from nc_keras.ufm.losses import LOSSES
+from nc_keras.ufm.plots import plot_landscape, plot_trajectory
+from nc_keras.ufm.problem import Problem, cached_problem
+from nc_keras.ufm.solvers import METHODS, NC_KEYS, SolveResult, solve
+from nc_keras.ufm.theory import (
+    DEFAULT_LAMBDA,
+    Optimum,
+    class_labels,
+    construct_optimum,
+    objective,
+    optimum,
+    random_start,
+)
+
+__all__ = [
+    "METHODS",
+    "NC_KEYS",
+    "DEFAULT_LAMBDA",
+    "LOSSES",
+    "class_labels",
+    "objective",
+    "Optimum",
+    "optimum",
+    "construct_optimum",
+    "random_start",
+    "Problem",
+    "cached_problem",
+    "solve",
+    "SolveResult",
+    "hessian_min_eigenvalue",
+    "HessianEigen",
+    "rotation_zero_modes",
+    "landscape",
+    "LandscapeResult",
+    "plot_trajectory",
+    "plot_landscape",
+]
