@@ -7,38 +7,11 @@ import pytest
 import keras
 
 from nc_keras.callbacks import read_csv_log
-from nc_keras.train import TrainConfig, build_model, build_optimizer, learning_rate_schedule, run_directory, train
+from nc_keras.train import TrainConfig, build_model, build_optimizer, run_directory, train
 
 
-def _config(tmp_path, **changes):
-    settings = dict(
-        dataset="mnist_subset", model="mlp", width=32, depth=2, epochs=3,
-        batch_size=100, learning_rate=0.05, samples_per_class=20,
-        test_samples_per_class=10, output_dir=str(tmp_path / "run"),
-    )  # fmt: skip
-    settings.update(changes)
-    return TrainConfig(**settings)
-
-
-def test_paper_schedule_divides_by_ten_every_forty_epochs():
-    schedule = learning_rate_schedule(TrainConfig(learning_rate=0.05))
-    assert [schedule(e) for e in (0, 39, 40, 79, 80, 199)] == pytest.approx(
-        [0.05, 0.05, 0.005, 0.005, 0.0005, 0.05 * 1e-4]
-    )
-    assert learning_rate_schedule(TrainConfig(learning_rate=0.1, lr_drop_every=0))(100) == 0.1
-
-
-def test_per_optimizer_defaults_are_the_papers():
-    assert (TrainConfig(optimizer="sgd").resolved().learning_rate,
-            TrainConfig(optimizer="sgd").resolved().batch_size) == (0.05, 128)
-    assert (TrainConfig(optimizer="adam").resolved().learning_rate,
-            TrainConfig(optimizer="adam").resolved().batch_size) == (1e-3, 64)
-    assert (TrainConfig(optimizer="lbfgs").resolved().learning_rate,
-            TrainConfig(optimizer="lbfgs").resolved().batch_size) == (0.1, 2048)
-
-
-def test_decay_schemes(tmp_path):
-    every = _config(tmp_path, decay="all", weight_decay=5e-4).resolved()
+def test_decay_schemes(small_config):
+    every = small_config(decay="all", weight_decay=5e-4).resolved()
     optimizer = build_optimizer(every)
     assert optimizer.weight_decay == 5e-4
     model = build_model(every, 10, (32, 32, 3))
@@ -46,7 +19,7 @@ def test_decay_schemes(tmp_path):
     model(x, training=True)
     assert model.losses == []  # all decay goes through the optimizer
 
-    appendix = _config(tmp_path, decay="features", weight_decay=0.1, lambda_h=0.2).resolved()
+    appendix = small_config(decay="features", weight_decay=0.1, lambda_h=0.2).resolved()
     assert build_optimizer(appendix).weight_decay is None  # no backbone decay
     model = build_model(appendix, 10, (32, 32, 3))
     model(x, training=True)
@@ -60,8 +33,8 @@ def test_decay_schemes(tmp_path):
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
-def test_run_writes_logs_with_nc_metrics_and_schedule(tmp_path, optimizer):
-    config = _config(tmp_path, optimizer=optimizer, lr_drop_every=1, classifier="etf",
+def test_run_writes_logs_with_nc_metrics_and_schedule(tmp_path, small_config, optimizer):
+    config = small_config(optimizer=optimizer, lr_drop_every=1, classifier="etf",
                      learning_rate=0.01)
     history = train(config, verbose=0)
     out = tmp_path / "run"
@@ -111,8 +84,8 @@ def _tensorboard_steps(log_dir, tag):
 
 
 @pytest.mark.parametrize("crash", [dict(epoch=1), dict(epoch=2, batch=0)])
-def test_interrupted_run_resumes_without_losing_or_repeating_epochs(tmp_path, crash):
-    config = _config(tmp_path, epochs=4)
+def test_interrupted_run_resumes_without_losing_or_repeating_epochs(tmp_path, small_config, crash):
+    config = small_config(epochs=4)
     with pytest.raises(RuntimeError, match="simulated crash"):
         train(config, callbacks=[_Crash(**crash)], verbose=0)
     out = tmp_path / "run"
@@ -131,45 +104,12 @@ def test_interrupted_run_resumes_without_losing_or_repeating_epochs(tmp_path, cr
     assert not (out / "backup").exists()
 
 
-def test_bad_configuration_is_refused(tmp_path):
+def test_bad_configuration_is_refused(tmp_path, small_config):
     with pytest.raises(ValueError, match="optimizer must be one of"):
-        train(_config(tmp_path, optimizer="rmsprop"))
+        train(small_config(optimizer="rmsprop"))
     with pytest.raises(ValueError, match="decay must be one of"):
-        train(_config(tmp_path, decay="backbone"))
+        train(small_config(decay="backbone"))
     assert not (tmp_path / "run").exists()
-
-
-def test_lbfgs_batch_minimizer_solves_a_convex_batch_problem():
-    from nc_keras import backend
-
-    rng = np.random.default_rng(0)
-    A = rng.standard_normal((30, 5)).astype("float32")
-    target = rng.standard_normal(30).astype("float32")
-
-    def objective(position, matrix, rhs):
-        residual = keras.ops.matmul(matrix, position) - rhs
-        return 0.5 * keras.ops.sum(residual**2) + 0.05 * keras.ops.sum(position**2)
-
-    minimize = backend.lbfgs_batch_minimizer(
-        objective, history_size=10, iterations=20, learning_rate=1.0
-    )
-    start = keras.ops.zeros((5,), "float32")
-    found = keras.ops.convert_to_numpy(
-        minimize(start, keras.ops.convert_to_tensor(A), keras.ops.convert_to_tensor(target))
-    )
-    exact = np.linalg.solve(A.T @ A + 0.1 * np.eye(5), A.T @ target)
-    np.testing.assert_allclose(found, exact, rtol=1e-3, atol=1e-4)
-
-
-def test_lbfgs_training_logs_nc_metrics_and_learns(tmp_path):
-    config = _config(tmp_path, optimizer="lbfgs", batch_size=100, epochs=2, learning_rate=None)
-    history = train(config, verbose=0)
-    log = read_csv_log(tmp_path / "run" / "log.csv")
-    assert log["epoch"] == [0, 1]
-    assert "learning_rate" not in log  # L-BFGS keeps its rate: no schedule
-    assert all(math.isfinite(v) for v in log["nc1"] + log["val_nc1"])
-    assert history["nc_accuracy"][-1] > 0.9  # 200 MNIST images, fitted
-    assert history["nc1"][-1] < history["nc1"][0]
 
 
 def test_run_directory_is_output_dir_on_the_chief_and_a_subfolder_elsewhere(tmp_path):
