@@ -7,7 +7,7 @@ import keras
 import numpy as np
 
 from nc_keras import backend, collapse
-from nc_keras.run_folder import nc_history_file, save_npz
+from nc_keras.run_folder import nc_history_epochs, nc_history_file, save_npz
 
 __all__ = ["NeuralCollapse", "log_keys"]
 
@@ -58,7 +58,9 @@ class NeuralCollapse(keras.callbacks.Callback):
     sample with the class means of this callback's previous measurement on
     the same data, in the same single pass; the first measurement, which has
     none, makes a second pass and is exact. "exact" always makes a second
-    pass (the epoch-end cost doubles). "none" logs NaN.
+    pass (the epoch-end cost doubles). "none" logs NaN. A fit that resumes
+    at epoch e > 0 takes the previous means from the last measurement saved
+    in `history_path` before e, as an uninterrupted fit would have them.
 
     Args:
         train_data: a tf.data.Dataset of (x, y) batches, a
@@ -95,6 +97,7 @@ class NeuralCollapse(keras.callbacks.Callback):
         self._extractor_of = None
         self._predictor = None
         self._previous_means = {}
+        self._resuming = False
 
     def _passes(self):
         yield "", self.train_data
@@ -118,8 +121,19 @@ class NeuralCollapse(keras.callbacks.Callback):
         # replica a share of every batch, statistics merged across hosts.
         self._predictor = backend.sharded_predictor(self.model, self._extractor)
         self._previous_means = {}
+        self._resuming = True
         if self.history_path:
             os.makedirs(self.history_path, exist_ok=True)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        # The first epoch of a fit that resumes a run (BackupAndRestore, or
+        # initial_epoch): the "previous" class means are those of the last
+        # measurement before it, saved in history_path, so that the resumed
+        # run logs what an uninterrupted one would.
+        if self._resuming:
+            self._resuming = False
+            if epoch > 0 and self.history_path and self.ncc == "previous":
+                self._previous_means = _saved_means(self.history_path, epoch)
 
     def _should_measure(self, epoch):
         last = self.params.get("epochs") if self.params else None
@@ -158,3 +172,13 @@ class NeuralCollapse(keras.callbacks.Callback):
             predictor=self._predictor)
         self._previous_means[prefix] = stats.class_means
         return result, stats
+
+
+def _saved_means(history_path, epoch):
+    """The class means of the last measurement saved before 0-based `epoch`, by prefix."""
+    saved = [path for number, path in nc_history_epochs(history_path) if number <= epoch]
+    if not saved:
+        return {}
+    with np.load(saved[-1]) as npz:
+        return {prefix: npz[(prefix or "train_") + "class_means"]
+                for prefix in ("", "val_") if (prefix or "train_") + "class_means" in npz}

@@ -21,8 +21,9 @@ def recipe_main(recipe, description, argv=None):
         argv: arguments (default: sys.argv[1:]).
     """
     from nc_keras import presets
+    from nc_keras.cli import in_flags
     from nc_keras.data import DataNotFoundError
-    from nc_keras.train import train_variants
+    from nc_keras.train import TrainingDiverged, train_variants
 
     if isinstance(recipe, str):
         recipe = presets.RECIPES[recipe]
@@ -60,6 +61,9 @@ def recipe_main(recipe, description, argv=None):
         train_variants(base, variants, output_dir, layout=recipe.layout, title=recipe.title,
                        verbose=0 if args.quiet else "auto")
     except (ValueError, FileExistsError, DataNotFoundError, NotImplementedError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {in_flags(error)}", file=sys.stderr)
         return 2
+    except TrainingDiverged as error:
+        print(f"error: {in_flags(error)}", file=sys.stderr)
+        return 1
     return 0

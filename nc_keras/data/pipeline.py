@@ -16,6 +16,10 @@ Subsets and randomness:
 - `seed` fixes the random labels (cifar10_random, random_pixels), the random
   pixels, the shuffling order and the augmentation.
 - `shuffle=None` shuffles the training split only (reshuffled every epoch).
+- `epochs=range(first, last)` makes each epoch's order and augmentation a
+  function of (seed, epoch) alone, so that training resumed at an epoch
+  sees the batches an uninterrupted run would (without it, the k-th pass
+  over the dataset gets the k-th order of one seeded stream).
 """
 
 import logging
@@ -40,6 +44,7 @@ def load(
     *,
     download=True,
     drop_remainder=False,
+    epochs=None,
     **options,
 ):
     """Load one split of a dataset as a batched, prefetched `tf.data.Dataset`.
@@ -67,6 +72,11 @@ def load(
             augmentation.
         download: allow tensorflow-datasets to download (when online).
         drop_remainder: drop the last, smaller batch.
+        epochs: None (one epoch per pass over the dataset, reshuffled and
+            re-augmented on every pass), or the epoch numbers to yield, back
+            to back in one pass (e.g. `range(start, total)` with
+            `model.fit(..., steps_per_epoch=cardinality // len(epochs))`):
+            epoch e's order and augmentation depend on (seed, e) only.
         **options: the dataset's options (above).
 
     Returns:
@@ -100,15 +110,21 @@ def load(
     # The dataset holds positions only; each batch gathers its images from
     # the in-memory arrays in one vectorized op, much faster than slicing
     # and shuffling 50,000 separate image tensors.
-    dataset = tf.data.Dataset.from_tensor_slices((indices.astype(np.int64), labels))
-    if shuffle:
-        dataset = dataset.shuffle(len(indices), seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+    positions = indices.astype(np.int64)
+    if epochs is None:
+        dataset = tf.data.Dataset.from_tensor_slices((positions, labels))
+        if shuffle:
+            dataset = dataset.shuffle(len(indices), seed=seed, reshuffle_each_iteration=True)
+        dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+        if augment:
+            # One fresh random seed pair per batch, a new stream every epoch.
+            batch_seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+            dataset = tf.data.Dataset.zip(dataset, batch_seeds)
+    else:
+        dataset = _epoch_stream(positions, labels, epochs, batch_size, shuffle, augment, seed,
+                                drop_remainder)
     fetch, normalize = feed.fetch_fn(), feed.normalize_fn()
     if augment:
-        # One fresh random seed pair per batch, a new stream every epoch.
-        batch_seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-        dataset = tf.data.Dataset.zip(dataset, batch_seeds)
 
         def make_batch(batch, rng_seed):
             positions, y = batch
@@ -124,6 +140,39 @@ def load(
 
 
 load.__doc__ = load.__doc__.replace("{datasets}", catalogue.describe(indent="    "))
+
+
+def _epoch_stream(positions, labels, epochs, batch_size, shuffle, augment, seed, drop_remainder):
+    """The batches of `epochs`, back to back; epoch e's depend on (seed, e) only.
+
+    Stateless random ops keyed by (seed, epoch, batch) replace tf.data's
+    seeded shuffle, whose k-th order depends on how many passes came before.
+    """
+    import tensorflow as tf
+
+    count = len(positions)
+    positions, labels = tf.constant(positions), tf.constant(labels)
+
+    def one_epoch(epoch):
+        epoch_seed = tf.random.experimental.stateless_fold_in(tf.constant([seed, 0], tf.int64), epoch)
+        order = tf.range(count, dtype=tf.int64)
+        if shuffle:
+            order = tf.random.experimental.stateless_shuffle(order, seed=epoch_seed)
+        batches = tf.data.Dataset.from_tensor_slices(
+            (tf.gather(positions, order), tf.gather(labels, order))
+        ).batch(batch_size, drop_remainder=drop_remainder)
+        if augment:
+            # ((positions, labels), seed pair), as the seeded stream gives.
+            batches = batches.enumerate().map(
+                lambda step, batch: (batch, tf.random.experimental.stateless_fold_in(epoch_seed, step))
+            )
+        return batches
+
+    epochs = np.asarray(list(epochs), np.int64)
+    per_epoch = count // batch_size if drop_remainder else -(-count // batch_size)
+    stream = tf.data.Dataset.from_tensor_slices(epochs).flat_map(one_epoch)
+    # flat_map hides the length; Keras and the progress bar want it.
+    return stream.apply(tf.data.experimental.assert_cardinality(len(epochs) * per_epoch))
 
 
 def first_per_class(labels, n, num_classes, what="dataset"):

@@ -15,6 +15,8 @@ PyTorch applies it).
 - `config`: `TrainConfig`, its checks, the per-optimizer defaults and the
   learning-rate schedule.
 - `run`: `train` and what it builds (model, optimizer, run folder).
+- `resume`: how a rerun continues an interrupted run (same settings,
+  same batches, TensorBoard without repeated steps).
 - `lbfgs_fit`: `fit_lbfgs`, the mini-batch L-BFGS training loop.
 - `variants`: `train_variants`.
 """
@@ -28,6 +30,7 @@ from nc_keras.train.config import (
 )
 from nc_keras.train.lbfgs_fit import fit_lbfgs
 from nc_keras.train.run import (
+    TrainingDiverged,
     build_model,
     build_optimizer,
     run_directory,
@@ -42,6 +45,7 @@ __all__ = [
     "MODEL_NAMES",
     "OPTIMIZER_DEFAULTS",
     "TrainConfig",
+    "TrainingDiverged",
     "build_model",
     "build_optimizer",
     "fit_lbfgs",

@@ -9,6 +9,7 @@ the features only, as in the unconstrained feature model (eq. (3)).
 """
 
 import dataclasses
+import math
 from pathlib import Path
 
 from nc_keras import backend, data
@@ -138,11 +139,7 @@ class TrainConfig:
             raise ValueError(f"model must be one of {MODEL_NAMES}; got {self.model!r}.")
         if self.decay not in DECAY_SCHEMES:
             raise ValueError(f"decay must be one of {DECAY_SCHEMES}; got {self.decay!r}.")
-        for name in ("epochs", "nc_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}.")
-        if self.lr_drop_every < 0:
-            raise ValueError(f"lr_drop_every must be >= 0; got {self.lr_drop_every}.")
+        _check_numbers(self)
         backend.check_replication(self.strategy, self.devices)
         rate, batch = OPTIMIZER_DEFAULTS[self.optimizer]
         return dataclasses.replace(
@@ -152,6 +149,36 @@ class TrainConfig:
             lambda_h=self.weight_decay if self.lambda_h is None else self.lambda_h,
             label=self.label or Path(self.output_dir).name,
         )
+
+
+# Numeric fields and the values they accept: (name, lowest, lowest allowed?).
+# Checked here, before anything is built or written, because a bad value
+# otherwise surfaces late (a TensorFlow traceback for batch size 0) or not at
+# all (a negative learning rate or decay trains, away from the minimum).
+_AT_LEAST_ONE = ("epochs", "nc_every", "batch_size", "samples_per_class",
+                 "test_samples_per_class", "nc_max_samples", "width", "depth",
+                 "feature_dim", "devices")  # fmt: skip
+_NON_NEGATIVE = ("weight_decay", "lambda_h", "momentum", "lr_drop_every")
+_POSITIVE = ("learning_rate", "lr_drop_factor")
+
+
+def _check_numbers(config):
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{field.name} must be a finite number; got {value}.")
+    for name in _AT_LEAST_ONE:
+        value = getattr(config, name)
+        if value is not None and value < 1:
+            raise ValueError(f"{name} must be >= 1; got {value}.")
+    for name in _NON_NEGATIVE:
+        value = getattr(config, name)
+        if value is not None and value < 0:
+            raise ValueError(f"{name} must be >= 0; got {value}.")
+    for name in _POSITIVE:
+        value = getattr(config, name)
+        if value is not None and value <= 0:
+            raise ValueError(f"{name} must be > 0; got {value}.")
 
 
 def learning_rate_schedule(config):

@@ -9,6 +9,7 @@ TensorBoard, BackupAndRestore), so a run logs and resumes as any other.
 """
 
 import contextlib
+import itertools
 import math
 
 import keras
@@ -26,6 +27,7 @@ def fit_lbfgs(
     iterations_per_batch=20,
     learning_rate=0.1,
     verbose="auto",
+    steps_per_epoch=None,
 ):
     """Mini-batch L-BFGS training with Keras callbacks (Sec. 4.1, Fig. 3).
 
@@ -49,7 +51,13 @@ def fit_lbfgs(
 
     Callbacks receive the calls of `model.fit` (History, progress bar,
     `NeuralCollapse`, `EpochCSVLogger`, `TensorBoard`, `BackupAndRestore`
-    for resuming).
+    for resuming, `TerminateOnNaN`: a callback that sets
+    `model.stop_training` ends the epoch at that batch).
+
+    `steps_per_epoch`, as in `model.fit`: when given, `train_data` is one
+    stream of all epochs' batches (`nc_keras.data.load(epochs=...)`), read
+    `steps_per_epoch` batches per epoch; else every epoch is one pass over
+    `train_data`.
 
     Returns:
         The `keras.callbacks.History` of the run.
@@ -63,7 +71,7 @@ def fit_lbfgs(
     callback_list = keras.callbacks.CallbackList(
         list(callbacks), add_history=True, add_progbar=verbose != 0,
         verbose=1 if verbose == "auto" else verbose, epochs=epochs,
-        steps=_cardinality(train_data), model=model,
+        steps=steps_per_epoch or _cardinality(train_data), model=model,
     )  # fmt: skip
     model.stop_training = False
     if not hasattr(model, "optimizer"):
@@ -71,12 +79,13 @@ def fit_lbfgs(
         model.optimizer = None
     callback_list.on_train_begin()
     epoch_logs = {}
+    stream = iter(train_data) if steps_per_epoch else None
     # BackupAndRestore sets `_initial_epoch` when it restores a run.
     for epoch in range(model._initial_epoch or 0, epochs):
         callback_list.on_epoch_begin(epoch)
         position = _flat_weights(model)
         loss_sum = correct = seen = 0.0
-        for step, (x, y) in enumerate(train_data):
+        for step, (x, y) in enumerate(_epoch_batches(train_data, stream, steps_per_epoch)):
             callback_list.on_train_batch_begin(step)
             x, y = keras.ops.convert_to_tensor(x), keras.ops.convert_to_tensor(y, "int32")
             non_trainable = [v.value for v in model.non_trainable_variables]
@@ -96,6 +105,8 @@ def fit_lbfgs(
             callback_list.on_train_batch_end(
                 step, {"loss": batch_loss, "accuracy": batch_correct / size}
             )
+            if model.stop_training:
+                break
         epoch_logs = {"loss": loss_sum / seen, "accuracy": correct / seen}
         callback_list.on_epoch_end(epoch, epoch_logs)
         if model.stop_training:
@@ -122,6 +133,13 @@ def _batch_norm_momentum(model, updates):
     finally:
         for layer, momentum in zip(layers, saved):
             layer.momentum = momentum
+
+
+def _epoch_batches(train_data, stream, steps_per_epoch):
+    """One epoch's batches: a pass over `train_data`, or the next steps of `stream`."""
+    if not steps_per_epoch:
+        return train_data
+    return itertools.islice(stream, steps_per_epoch)
 
 
 def _cardinality(dataset):

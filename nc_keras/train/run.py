@@ -9,8 +9,9 @@ NeuralCollapse metrics nc1..nc4, ncc_mismatch, ... for the training set and,
 prefixed `val_`, the test set), `tensorboard/`, `nc_history/`,
 `checkpoints/` when asked for, `backup/` while the run is in progress (so
 that running the same configuration again after an interruption resumes at
-the last finished epoch), and `summary.json` and `figure.png` when it
-completes.
+the last finished epoch, as `nc_keras.train.resume` describes), and
+`figure.png` and `summary.json` when it ends: "finished", or "diverged" when
+the loss became NaN (training stops at that batch; `TrainingDiverged`).
 
 `devices` and `strategy` train data-parallel on several devices, and
 `coordinator` (JAX) on several processes or hosts, through each backend's
@@ -21,6 +22,7 @@ device.
 import dataclasses
 import math
 import platform
+import shutil
 import sys
 from pathlib import Path
 
@@ -28,8 +30,13 @@ import keras
 
 from nc_keras import backend
 from nc_keras.run_folder import RunFolder, write_json
+from nc_keras.train import resume
 from nc_keras.train.config import learning_rate_schedule
 from nc_keras.train.lbfgs_fit import fit_lbfgs
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the run stopped, marked "diverged"."""
 
 
 def build_model(config, num_classes, input_shape):
@@ -117,11 +124,15 @@ def train(config, callbacks=(), verbose="auto"):
     Raises:
         FileExistsError: `output_dir` holds a finished run (delete it to
             train again: nothing is overwritten silently).
-        ValueError: an invalid configuration.
-        nc_keras.data.DataNotFoundError: the dataset is not available.
+        ValueError: an invalid configuration, an output directory that
+            cannot be written, or an unfinished run there with other
+            settings. Nothing is written then.
+        nc_keras.data.DataNotFoundError: the dataset is not available
+            (nothing is written either).
+        TrainingDiverged: the loss became NaN; `summary.json` says
+            "diverged", and training again into the folder starts over.
     """
-    from nc_keras import callbacks as nc_callbacks
-    from nc_keras import data, plots
+    from nc_keras import data
 
     config = config.resolved()
     # First: a multi-process JAX run must start before any JAX computation.
@@ -147,9 +158,21 @@ def train(config, callbacks=(), verbose="auto"):
             f"{folder.root} holds a finished run ({folder.summary.name}); choose another "
             "output directory or delete it to train again."
         )
-    folder.root.mkdir(parents=True, exist_ok=True)
-    write_json(folder.config, dataclasses.asdict(config))
-    write_json(folder.versions, software_versions())
+    folder.check_writable()
+    # A diverged run has nothing to resume: it starts over, with any settings.
+    continuing = folder.config.exists() and folder.status != "diverged"
+    if continuing:
+        resume.check_same_run(folder, config)
+        if resume.fit_ended(folder, config.epochs, _read_log(folder)):
+            # Interrupted after fit, before the summary: nothing to train.
+            shutil.rmtree(folder.backup, ignore_errors=True)
+            return _conclude(folder)
+    start = resume.resume_epoch(folder) if continuing else 0
+    if start >= config.epochs:
+        raise ValueError(
+            f"{folder.root}: its backup has all {config.epochs} epochs trained but "
+            f"{folder.log.name} lacks some of them; delete the folder to train again."
+        )
 
     keras.utils.set_random_seed(config.seed)
     dataset_info = data.info(config.dataset, data_dir=config.data_dir)
@@ -157,12 +180,15 @@ def train(config, callbacks=(), verbose="auto"):
     # Data-parallel steps need batches that split evenly over the replicas
     # (JAX shards each batch; several processes must take equal steps), so
     # the last, partial training batch is dropped. NC is still measured on
-    # every sample.
+    # every sample. The epochs still to train come as one stream, each
+    # epoch's order fixed by (seed, epoch), so a resumed run sees the
+    # batches an uninterrupted one would.
     train_data = data.load(
         config.dataset, "train", config.batch_size,
         samples_per_class=config.samples_per_class, augment=config.augment,
-        drop_remainder=replication.replicas > 1, **common,
+        drop_remainder=replication.replicas > 1, epochs=range(start, config.epochs), **common,
     )  # fmt: skip
+    steps_per_epoch = int(train_data.cardinality()) // (config.epochs - start)
     # NC is measured on the un-augmented training set, in file order.
     measure_batch = max(config.batch_size, 256)
     train_eval = data.load(
@@ -174,26 +200,58 @@ def train(config, callbacks=(), verbose="auto"):
         samples_per_class=config.test_samples_per_class, **common,
     )  # fmt: skip
 
+    # The first write: every check that can refuse the run is behind us.
+    if start == 0 and folder.config.exists():
+        resume.start_over(folder)
+    elif start > 0:
+        resume.prune_tensorboard(folder.tensorboard, start)
+    folder.root.mkdir(parents=True, exist_ok=True)
+    write_json(folder.config, dataclasses.asdict(config))
+    write_json(folder.versions, software_versions())
+
     with replication.scope:
         _fit(config, model_inputs=(dataset_info.num_classes, dataset_info.input_shape),
-             train_data=train_data, train_eval=train_eval, test_eval=test_eval,
-             folder=folder, callbacks=callbacks, verbose=verbose)
+             train_data=train_data, steps_per_epoch=steps_per_epoch, train_eval=train_eval,
+             test_eval=test_eval, folder=folder, callbacks=callbacks, verbose=verbose)
+    return _conclude(folder)
 
-    history = nc_callbacks.read_csv_log(folder.log)
-    write_json(folder.summary, summarize(history))
+
+def _read_log(folder):
+    from nc_keras.callbacks import read_csv_log
+
+    return read_csv_log(folder.log) if folder.log.exists() else None
+
+
+def _conclude(folder):
+    """Writes the figure, then the summary that marks the run as ended."""
+    from nc_keras import plots
+
+    history = _read_log(folder)
+    loss = history["loss"][-1]
+    status = "finished" if math.isfinite(loss) else "diverged"
     plots.plot_runs([folder.root], folder.figure)
+    write_json(folder.summary, {"status": status, **summarize(history)})
+    if status == "diverged":
+        raise TrainingDiverged(
+            f"training diverged: the loss was {loss} in epoch {history['epoch'][-1] + 1}, "
+            f"so it stopped there; {folder.summary} marks the run \"diverged\". Try a "
+            f"smaller learning rate; training into {folder.root} again starts it over."
+        )
     return history
 
 
-def _fit(config, model_inputs, train_data, train_eval, test_eval, folder, callbacks, verbose):
+def _fit(config, model_inputs, train_data, steps_per_epoch, train_eval, test_eval, folder,
+         callbacks, verbose):
     """Builds the model and its callbacks and trains (inside a distribution's scope)."""
     from nc_keras import callbacks as nc_callbacks
 
     model = build_model(config, *model_inputs)
     lbfgs = config.optimizer == "lbfgs"
-    # Order matters: NeuralCollapse writes into `logs` before the loggers
-    # read them, and the backup is saved last, once the epoch is logged.
+    # Order matters: TerminateOnNaN stops at the first NaN batch;
+    # NeuralCollapse writes into `logs` before the loggers read them, and
+    # the backup is saved last, once the epoch is logged.
     run_callbacks = [
+        keras.callbacks.TerminateOnNaN(),
         nc_callbacks.NeuralCollapse(
             train_eval, test_eval, every=config.nc_every,
             max_samples=config.nc_max_samples, history_path=str(folder.nc_history),
@@ -202,7 +260,7 @@ def _fit(config, model_inputs, train_data, train_eval, test_eval, folder, callba
         keras.callbacks.TensorBoard(str(folder.tensorboard), write_graph=False),
     ]  # fmt: skip
     if not lbfgs:  # the paper's L-BFGS keeps its learning rate (Sec. 4.1)
-        run_callbacks.insert(1, keras.callbacks.LearningRateScheduler(learning_rate_schedule(config)))
+        run_callbacks.insert(2, keras.callbacks.LearningRateScheduler(learning_rate_schedule(config)))
     if config.checkpoints:
         folder.checkpoints.mkdir(exist_ok=True)
         run_callbacks.append(keras.callbacks.ModelCheckpoint(folder.checkpoint_pattern))
@@ -214,6 +272,7 @@ def _fit(config, model_inputs, train_data, train_eval, test_eval, folder, callba
             model, train_data, config.epochs, run_callbacks,
             weight_decay=config.weight_decay if config.decay == "all" else None,
             learning_rate=config.learning_rate, verbose=verbose,
+            steps_per_epoch=steps_per_epoch,
         )  # fmt: skip
     else:
         model.compile(
@@ -221,10 +280,10 @@ def _fit(config, model_inputs, train_data, train_eval, test_eval, folder, callba
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             metrics=["accuracy"],
         )
-        # The dataset shuffles itself (seeded); fit must not try to.
+        # The dataset orders itself (seeded per epoch); fit must not shuffle.
         model.fit(
-            train_data, epochs=config.epochs, callbacks=run_callbacks, verbose=verbose,
-            shuffle=False,
+            train_data, epochs=config.epochs, steps_per_epoch=steps_per_epoch,
+            callbacks=run_callbacks, verbose=verbose, shuffle=False,
         )  # fmt: skip
 
 
