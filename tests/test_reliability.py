@@ -116,6 +116,22 @@ def test_resume_after_a_kill_before_the_backup_matches_an_uninterrupted_run(tmp_
         assert _tensorboard_steps(out / "tensorboard" / writer, "epoch_nc1") == [0, 1, 2], writer
 
 
+def test_resume_data_epoch_depends_on_seed_and_epoch_only():
+    from nc_keras import data
+
+    def batches(epochs):
+        stream = data.load("mnist_subset", "train", 20, samples_per_class=5, augment=True,
+                           seed=3, epochs=epochs)  # fmt: skip
+        return [(keras.ops.convert_to_numpy(x), keras.ops.convert_to_numpy(y)) for x, y in stream]
+
+    from_start, from_two = batches(range(3)), batches(range(2, 3))
+    assert len(from_start) == 9 and len(from_two) == 3
+    for (x, y), (x2, y2) in zip(from_start[6:], from_two):
+        np.testing.assert_array_equal(x, x2)
+        np.testing.assert_array_equal(y, y2)
+    assert not np.array_equal(from_start[0][1], from_start[3][1])  # reshuffled per epoch
+
+
 def test_resume_after_fit_only_writes_the_summary(tmp_path):
     config = _config(tmp_path, epochs=2)
     history = train(config, verbose=0)
