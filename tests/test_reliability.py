@@ -146,6 +146,8 @@ def test_resume_after_fit_only_writes_the_summary(tmp_path):
     assert (out / "figure.png").exists()
 
 
+# NaN features and weights warn in the NC metrics and the figure, as they should.
+@pytest.mark.filterwarnings("ignore::RuntimeWarning", "ignore::UserWarning")
 def test_resume_marks_a_diverged_run_and_trains_it_again(tmp_path):
     out = tmp_path / "run"
     with pytest.raises(TrainingDiverged, match="diverged"):
