@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from nc_keras import backend, ufm
+from nc_keras import ufm
 
 LAMBDAS = (5e-3, 5e-3, 5e-3)
 # (K, d, n): d > K (Theorem 3.2), a larger one, and d = K (the conjecture).
