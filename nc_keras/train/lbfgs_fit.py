@@ -10,7 +10,6 @@ TensorBoard, BackupAndRestore), so a run logs and resumes as any other.
 
 import contextlib
 import itertools
-import math
 
 import keras
 
@@ -151,9 +150,7 @@ def _cardinality(dataset):
 
 
 def _flat_weights(model):
-    return keras.ops.concatenate(
-        [keras.ops.reshape(v.value, (-1,)) for v in model.trainable_variables]
-    )
+    return backend.pack([variable.value for variable in model.trainable_variables])
 
 
 def _coupled_l2(position, weight_decay):
@@ -171,16 +168,10 @@ def _penalty(model, position, weight_decay):
 def _flat_objective(model, weight_decay):
     """The batch objective of one flat weight vector, and its inverse map."""
     shapes = [tuple(v.shape) for v in model.trainable_variables]
-    bounds = [0]
-    for shape in shapes:
-        bounds.append(bounds[-1] + math.prod(shape))
     cross_entropy = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
     def unflatten(position):
-        return [
-            keras.ops.reshape(position[start:stop], shape)
-            for start, stop, shape in zip(bounds[:-1], bounds[1:], shapes)
-        ]
+        return backend.unpack(position, shapes)
 
     def objective(position, x, y, non_trainable):
         logits, _, losses = model.stateless_call(

@@ -1,13 +1,13 @@
-"""Multi-device and multi-process checks, run by test_distributed.py.
+"""Multi-device and multi-process checks, run by test_distribute.py.
 
 Each check needs a fresh process: the number of devices is fixed when a
 backend starts (XLA_FLAGS on JAX, logical devices on TensorFlow), and
 `jax.distributed` must start before any JAX computation.
 
-    python tests/distributed_checks.py devices OUTPUT_DIR
+    python tests/backend/distributed_checks.py devices OUTPUT_DIR
         two local devices (KERAS_BACKEND=jax with XLA_FLAGS=
         --xla_force_host_platform_device_count=2, or tensorflow);
-    python tests/distributed_checks.py process RANK PORT OUTPUT_DIR
+    python tests/backend/distributed_checks.py process RANK PORT OUTPUT_DIR
         one of two JAX processes with one CPU device each, on localhost.
 
 The last line printed is "RESULT " and a JSON object: the relative

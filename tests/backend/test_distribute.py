@@ -1,6 +1,6 @@
 """Data-parallel training and NC measurement over devices and processes.
 
-The multi-device checks run in subprocesses (tests/distributed_checks.py),
+The multi-device checks run in subprocesses (tests/backend/distributed_checks.py),
 since a backend fixes its devices when it starts: with KERAS_BACKEND=jax,
 two CPU devices from XLA_FLAGS and two single-device processes joined by
 jax.distributed on localhost; with tensorflow, two logical CPU devices. Each
