@@ -134,3 +134,16 @@ def test_collapse_num_classes_must_be_an_integer():
         with pytest.raises(TypeError, match="num_classes must be an integer"):
             CollapseStatistics(wrong)
     assert CollapseStatistics(np.int64(3)).num_classes == 3
+
+
+# --- layers -----------------------------------------------------------------------
+
+
+def test_layers_simplex_etf_sizes_must_be_integers():
+    # Old: simplex_etf(2.7, 4) built a 2-class ETF.
+    from nc_keras.layers import simplex_etf
+
+    for wrong in ((2.7, 4), (3, 4.5), (3.0, 4)):
+        with pytest.raises(TypeError, match="must be integers"):
+            simplex_etf(*wrong)
+    assert simplex_etf(np.int64(3), 4).shape == (4, 3)
