@@ -47,6 +47,7 @@ import numpy as np
 __all__ = [
     "cdnv",
     "centred_means",
+    "classifier_means_cosines",
     "classifier_norm_cv",
     "etf_distance",
     "etf_exists",
@@ -69,6 +70,7 @@ __all__ = [
     "projected_within",
     "rescaled",
     "rounding_level",
+    "simplex_etf_cosines",
     "simplex_etf_gram",
     "trace_ratio",
     "unc3",
@@ -200,6 +202,12 @@ def cdnv(Hbar, class_variances):
 def etf_exists(num_classes, dim):
     """Whether K unit vectors in R^d can form a simplex ETF: d >= K - 1."""
     return dim >= num_classes - 1
+
+
+def simplex_etf_cosines(num_classes):
+    """The cosines between the K vectors of a simplex ETF: 1 and -1/(K-1)."""
+    k = num_classes
+    return (k * np.eye(k) - np.ones((k, k))) / (k - 1)
 
 
 def simplex_etf_gram(num_classes):
@@ -379,5 +387,10 @@ def unc3(W, Hbar):
     class is aligned with its classifier equally well, whatever the angle,
     and whatever K and d. NaN when the mean cosine is 0 or a w_k is 0.
     """
-    cosines = np.sum(unit_rows(W) * unit_rows(Hbar.T), axis=1)
-    return _cv(cosines)
+    return _cv(np.diag(classifier_means_cosines(W, Hbar)))
+
+
+def classifier_means_cosines(W, Hbar):
+    """The K x K cosines cos(w_k, mu_l - mu_G): self-duality (NC3) makes it
+    the simplex ETF's cosine matrix (1 on the diagonal, -1/(K-1) off it)."""
+    return unit_rows(W) @ unit_rows(Hbar.T).T
