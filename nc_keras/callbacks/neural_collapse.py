@@ -169,7 +169,10 @@ class NeuralCollapse(keras.callbacks.Callback):
             return None  # one writer: the chief process
         log_dir = str(log_dir)
         if self._summaries is None or self._summaries.log_dir != log_dir:
-            scalars = os.path.abspath(log_dir) != os.path.abspath(self._fit_tensorboard_dir or "")
+            self.on_train_end()  # closes a writer for another directory
+            # Scalars only where no TensorBoard callback of this fit writes them.
+            scalars = (self._fit_tensorboard_dir is None or os.path.abspath(log_dir)
+                       != os.path.abspath(self._fit_tensorboard_dir))
             self._summaries = CollapseSummaries(log_dir, scalars=scalars)
         return self._summaries
 
