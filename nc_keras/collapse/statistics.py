@@ -275,7 +275,7 @@ class _Statistics:
                 "class-mean extras are NaN", RuntimeWarning, stacklevel=2)
             return out
         out["nc1"] = formulas.nc1(self._within_projected, Hbar, tolerance)
-        within = self._class_within()  # after NC1: in memory, the same pass
+        within = self._class_within()
         out["trace_ratio"] = formulas.trace_ratio(self.within_trace(), Hbar)
         out["cdnv"] = formulas.cdnv(Hbar, within / self.counts)
         out["means_norm_cv"] = formulas.means_norm_cv(Hbar)
@@ -527,7 +527,7 @@ class InMemoryStatistics(_Statistics):
     """
 
     # Bytes per block of centred features (`_centred_blocks`).
-    _BLOCK_BYTES = 2**24
+    _BLOCK_BYTES = 2**21
 
     def __init__(self, num_classes, features, labels, W=None, b=None):
         super().__init__(num_classes)
@@ -585,10 +585,9 @@ class InMemoryStatistics(_Statistics):
         """Yields (h_i - mu_k) / scale for blocks of rows, with their labels.
 
         Elementwise centring: h - mu_k is exact for h near mu_k (even far
-        from the origin), whereas sum ||h||^2 - sum n_k ||mu_k||^2, or
-        h U - mu_k U, cancel catastrophically in deep collapse. Blocks of
-        about 16 MB keep the number of BLAS calls small (each costs a
-        thread synchronization) and memory bounded.
+        from the origin), whereas sum ||h||^2 - sum n_k ||mu_k||^2 cancels
+        catastrophically in deep collapse (and h U - mu_k U does far from
+        the origin). Blocks of about 2 MB stay in cache between their uses.
         """
         means = self.scale * self._means  # relative to `shift`
         rows = max(64, self._BLOCK_BYTES // (8 * self.dim))
@@ -611,17 +610,20 @@ class InMemoryStatistics(_Statistics):
         return self._within
 
     def _within_projected(self, U):
-        # The per-class traces come from the same centred blocks, if needed.
-        within = None if self._within is not None else np.zeros(self.num_classes)
-        total = np.zeros(U.shape[1])
-        for centred, labels in self._centred_blocks():
-            projected = centred @ U
-            total += np.einsum("ij,ij->j", projected, projected)
-            if within is not None:
-                within += _row_squares(centred, labels, self.num_classes)
-        if within is not None:
-            self._within = within
-        return total / self.num_samples
+        if self._shifted:  # far from the origin: centre each block exactly first
+            total = np.zeros(U.shape[1])
+            for centred, _ in self._centred_blocks():
+                projected = centred @ U
+                total += np.einsum("ij,ij->j", projected, projected)
+            return total / self.num_samples
+        # (h - mu_k) U = h U - mu_k U: one large product instead of many
+        # small ones (BLAS threads synchronize at each call); its round-off,
+        # O(eps ||h||), is that of centring h, and ||h|| is here within 16
+        # times the spread of the class means.
+        centred = self._h @ U - (self.means @ U)[self._y]
+        if self.scale != 1.0:
+            centred /= self.scale
+        return np.einsum("ij,ij->j", centred, centred) / self.num_samples
 
 
 def metrics(features, labels, W, b=None, num_classes=None):
