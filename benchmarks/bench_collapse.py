@@ -152,7 +152,7 @@ def part_metrics(repeats, quick):
         f"relative difference of NC1-NC4 vs (b): {agree:.1e}. The later metrics "
         f"(cdnv, means_cos_std, means_cos_max_gap, gnc2, unc3, nc3_papyan) from the "
         f"statistics: {100 * later / t['nc_keras']:.2f}% of metrics() (target <= 10%; "
-        "their per-class traces come from the pass NC1 makes anyway)."
+        "their per-class traces come from the pass the trace ratio makes anyway)."
     )
     return "metrics() on in-memory features", rows, ["method", "seconds", "ratio"], notes
 
