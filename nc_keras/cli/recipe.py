@@ -32,7 +32,9 @@ def recipe_main(recipe, description, argv=None):
     )
     parser.add_argument("--preset", choices=sorted(recipe.presets), default="smoke",
                         help="paper: the paper's exact settings (for a GPU); smoke: a few minutes "
-                             "on a CPU that still shows the trend (default: smoke)")
+                             "on a CPU that still shows the trend; cpu (where offered): reaches "
+                             "100%% training accuracy on a 2-core CPU in about 10-15 minutes "
+                             "(default: smoke)")
     parser.add_argument("--data-dir", help="local data (e.g. ../shared/data); see nc_keras.data")
     parser.add_argument("--output-dir",
                         help=f"where runs, figure.png and summary.md go (default: {recipe.output_dir}/PRESET)")
