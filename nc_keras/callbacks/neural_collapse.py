@@ -14,9 +14,15 @@ __all__ = ["NeuralCollapse", "log_keys"]
 _NCC_MODES = ("previous", "exact", "none")
 
 
-def log_keys(validation=False):
-    """The keys `NeuralCollapse` writes into `logs` (train, or val_ ones)."""
+def log_keys(validation=False, minority=False):
+    """The keys `NeuralCollapse` writes into `logs` (train, or val_ ones).
+
+    `minority`: with the optional `collapse.MINORITY_KEYS` (a callback given
+    `minority_classes`).
+    """
     keys = ["nc_accuracy" if k == "accuracy" else k for k in collapse.METRIC_KEYS]
+    if minority:
+        keys += list(collapse.MINORITY_KEYS)
     return [("val_" if validation else "") + k for k in keys]
 
 
@@ -75,10 +81,15 @@ class NeuralCollapse(keras.callbacks.Callback):
             `nc_keras.callbacks.load_history`.
         batch_size: batch size for tuple data.
         ncc: "previous", "exact" or "none" (above).
+        minority_classes: class indices M of an imbalanced training set;
+            with them, the callback also logs minority_accuracy (mean
+            per-class accuracy over M) and minority_cosine (mean pairwise
+            cosine of the classifier rows of M; Fang et al., PNAS 2021),
+            "val_" prefixed for `test_data` too.
     """
 
     def __init__(self, train_data, test_data=None, every=1, max_samples=None,
-                 history_path=None, *, batch_size=256, ncc="previous"):
+                 history_path=None, *, batch_size=256, ncc="previous", minority_classes=None):
         super().__init__()
         if int(every) < 1:
             raise ValueError(f"every must be a positive integer; got {every}")
@@ -91,6 +102,7 @@ class NeuralCollapse(keras.callbacks.Callback):
         self.history_path = history_path
         self.batch_size = int(batch_size)
         self.ncc = ncc
+        self.minority_classes = None if minority_classes is None else [int(k) for k in minority_classes]
         self._extractor = None
         self._extractor_of = None
         self._predictor = None
@@ -103,9 +115,10 @@ class NeuralCollapse(keras.callbacks.Callback):
 
     @property
     def keys(self):
-        keys = log_keys()
+        minority = self.minority_classes is not None
+        keys = log_keys(minority=minority)
         if self.test_data is not None:
-            keys += log_keys(validation=True)
+            keys += log_keys(validation=True, minority=minority)
         return keys
 
     def on_train_begin(self, logs=None):
@@ -136,7 +149,11 @@ class NeuralCollapse(keras.callbacks.Callback):
         saved = {"W": W} if b is None else {"W": W, "b": b}
         for prefix, data in self._passes():
             result, stats = self._measure(prefix, data)
-            for key, name in zip(collapse.METRIC_KEYS, log_keys()):
+            keys = collapse.METRIC_KEYS
+            if self.minority_classes is not None:
+                result.update(collapse.minority_metrics(stats, W, self.minority_classes))
+                keys += collapse.MINORITY_KEYS
+            for key, name in zip(keys, log_keys(minority=self.minority_classes is not None)):
                 logs[prefix + name] = result[key]
                 saved[prefix + name] = np.float64(result[key])
             saved[(prefix or "train_") + "class_means"] = stats.class_means

@@ -29,14 +29,17 @@ from nc_keras.collapse.passes import (
 )
 from nc_keras.collapse.statistics import (
     METRIC_KEYS,
+    MINORITY_KEYS,
     CollapseStatistics,
     InMemoryStatistics,
     metrics,
+    minority_metrics,
 )
 
 __all__ = [
     "CHUNK_BYTES",
     "METRIC_KEYS",
+    "MINORITY_KEYS",
     "CollapseStatistics",
     "InMemoryStatistics",
     "accumulate",
@@ -48,5 +51,6 @@ __all__ = [
     "measure",
     "measure_model",
     "metrics",
+    "minority_metrics",
     "ncc_pass",
 ]

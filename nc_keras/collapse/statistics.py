@@ -33,6 +33,12 @@ Both report the same dict (`METRIC_KEYS`): NC1-NC4 and, as extras,
   (std / mean, population std) of ||mu_k - mu_G|| and of ||w_k||.
 - ``trace_ratio``: tr(Sigma_W) / tr(Sigma_B).
 
+Given minority classes M (imbalanced training), `minority_metrics` adds the
+optional keys `MINORITY_KEYS` (Fang et al. 2021): ``minority_accuracy``,
+the mean per-class accuracy over M, and ``minority_cosine``, the mean
+pairwise cosine of the classifier rows w_k, k in M. They are absent without
+M, so the default result dict keeps `METRIC_KEYS` only.
+
 Outcomes for bad input (never a silent number):
 
 - labels outside [0, K) or not integers: ``ValueError`` naming them;
@@ -55,7 +61,10 @@ import numpy as np
 from nc_keras.collapse import formulas
 from nc_keras.collapse.inputs import as_classifier, as_features, as_labels, finite_rows, to_numpy
 
-__all__ = ["CollapseStatistics", "InMemoryStatistics", "METRIC_KEYS", "class_sums", "metrics"]
+__all__ = [
+    "CollapseStatistics", "InMemoryStatistics", "METRIC_KEYS", "MINORITY_KEYS", "class_sums",
+    "metrics", "minority_metrics",
+]  # fmt: skip
 
 # The keys of every result dict, in the order tables print them.
 METRIC_KEYS = (
@@ -70,6 +79,9 @@ METRIC_KEYS = (
     "classifier_norm_cv",
     "trace_ratio",
 )
+
+# The optional keys of a result dict given minority classes (imbalanced data).
+MINORITY_KEYS = ("minority_accuracy", "minority_cosine")
 
 # Up to this many classes in a batch, per-class masks beat sorting.
 _MASKED_MAX_CLASSES = 64
@@ -115,6 +127,13 @@ class _Statistics:
         self.num_correct = 0
         self.num_ncc_compared = 0
         self.num_ncc_mismatch = 0
+        # Per-class correct predictions c_k, for per-class accuracies.
+        self.class_correct = np.zeros(self.num_classes, dtype=np.int64)
+
+    def _count_correct(self, predicted, y):
+        self.num_predicted += y.shape[0]
+        self.num_correct += int((predicted == y).sum())
+        self.class_correct += np.bincount(y[predicted == y], minlength=self.num_classes)
 
     @property
     def num_samples(self):
@@ -245,9 +264,7 @@ class CollapseStatistics(_Statistics):
             h, y = h[finite], y[finite]
             logits = None if logits is None else to_numpy(logits)[finite]
         if logits is not None:
-            predicted = np.argmax(to_numpy(logits), axis=1)
-            self.num_predicted += y.shape[0]
-            self.num_correct += int((predicted == y).sum())
+            self._count_correct(np.argmax(to_numpy(logits), axis=1), y)
         if y.shape[0] == 0:
             return self
         counts_b, sums = class_sums(h, y, self.num_classes)
@@ -315,6 +332,7 @@ class CollapseStatistics(_Statistics):
             self._merge(other.counts, other.means, other.scatter)
         for name in self._COUNTERS:
             setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.class_correct = self.class_correct + other.class_correct
         return self
 
     def get_state(self):
@@ -323,6 +341,7 @@ class CollapseStatistics(_Statistics):
         if self.dim is not None:
             state.update(means=self.means.copy(), scatter=self.scatter.copy())
         state.update({name: np.int64(getattr(self, name)) for name in self._COUNTERS})
+        state["class_correct"] = self.class_correct.copy()
         return state
 
     @classmethod
@@ -336,6 +355,8 @@ class CollapseStatistics(_Statistics):
             stats.scatter = np.array(state["scatter"], dtype=np.float64)
         for name in cls._COUNTERS:
             setattr(stats, name, int(state[name]))
+        if "class_correct" in state:  # absent from states saved before it existed
+            stats.class_correct = np.array(state["class_correct"], dtype=np.int64)
         return stats
 
     def within_covariance(self):
@@ -390,8 +411,8 @@ class InMemoryStatistics(_Statistics):
         K, h, y = self.num_classes, self._h, self._y
         scores = h @ np.concatenate([W, self.means]).T
         predicted = np.argmax(scores[:, :K] + b, axis=1)
-        self.num_predicted = self.num_ncc_compared = y.shape[0]
-        self.num_correct = int((predicted == y).sum())
+        self.num_ncc_compared = y.shape[0]
+        self._count_correct(predicted, y)
         self.num_ncc_mismatch = formulas.ncc_mismatches(
             predicted, h, self.class_means, products=scores[:, K:])
 
@@ -413,7 +434,27 @@ class InMemoryStatistics(_Statistics):
         return np.einsum("ij,ij->j", centred, centred) / self.num_samples
 
 
-def metrics(features, labels, W, b=None, num_classes=None):
+def minority_metrics(stats, W, minority_classes):
+    """`MINORITY_KEYS` of statistics with counted predictions and a (K, d) classifier W.
+
+    ``minority_accuracy`` (NaN if no prediction was counted) and
+    ``minority_cosine`` over the classes `minority_classes` (Fang et al.
+    2021; `formulas.minority_accuracy`, `formulas.minority_cosine`).
+    """
+    minority = np.asarray(minority_classes, dtype=np.int64)
+    if minority.size == 0 or minority.min() < 0 or minority.max() >= stats.num_classes:
+        raise ValueError(
+            f"minority_classes must be class indices in [0, {stats.num_classes}); "
+            f"got {list(minority_classes)}"
+        )
+    accuracy = float("nan")
+    if stats.num_predicted:
+        accuracy = formulas.minority_accuracy(stats.class_correct, stats.counts, minority)
+    return {"minority_accuracy": accuracy,
+            "minority_cosine": formulas.minority_cosine(to_numpy(W, np.float64), minority)}
+
+
+def metrics(features, labels, W, b=None, num_classes=None, minority_classes=None):
     """NC1-NC4 and the extras of in-memory features, exactly (Sec. 4, "Metrics").
 
     Args:
@@ -422,6 +463,8 @@ def metrics(features, labels, W, b=None, num_classes=None):
         W: (K, d) classifier as in the paper (Keras Dense kernel transposed).
         b: (K,) bias, or None for a classifier without bias.
         num_classes: K; defaults to W.shape[0].
+        minority_classes: class indices; with them, the result also has
+            `MINORITY_KEYS` (minority_accuracy, minority_cosine).
     Returns:
         dict of Python floats keyed by `METRIC_KEYS` ("nc1", "nc2", "nc3",
         "nc4", "ncc_mismatch", "accuracy", ...). NCC mismatch uses the final
@@ -431,4 +474,8 @@ def metrics(features, labels, W, b=None, num_classes=None):
     """
     W = to_numpy(W, np.float64)
     K = W.shape[0] if num_classes is None else int(num_classes)
-    return InMemoryStatistics(K, features, labels, W, b).measure(W, b)
+    stats = InMemoryStatistics(K, features, labels, W, b)
+    result = stats.measure(W, b)
+    if minority_classes is not None:
+        result.update(minority_metrics(stats, W, minority_classes))
+    return result
