@@ -158,6 +158,8 @@ class NeuralCollapse(keras.callbacks.Callback):
                 saved[prefix + name] = np.float64(result[key])
             saved[(prefix or "train_") + "class_means"] = stats.class_means
             saved[(prefix or "train_") + "counts"] = stats.counts
+            # Per-class accuracy = class_correct / counts (imbalanced data).
+            saved[(prefix or "train_") + "class_correct"] = stats.class_correct
         if self.history_path:
             save_npz(nc_history_file(self.history_path, epoch + 1), **saved)
 
