@@ -143,11 +143,9 @@ NC_LOSSES_SMOKE = TrainConfig(
 # R = 100 (5000 and 50 examples per class). Smoke: an MLP (width 256,
 # depth 3) on 200 and 10 real CIFAR-10 images per class (R = 20).
 MINORITY_PAPER = dataclasses.replace(SEC41_PAPER, samples_per_class=[5000] * 5 + [50] * 5)
-MINORITY_SMOKE = TrainConfig(
-    dataset="cifar10", model="mlp", width=256, depth=3, samples_per_class=[200] * 5 + [10] * 5,
-    test_samples_per_class=50, optimizer="sgd", learning_rate=0.05, batch_size=64, epochs=20,
-    lr_drop_every=0, weight_decay=5e-3,
-)  # fmt: skip
+MINORITY_SMOKE = dataclasses.replace(
+    NC_LOSSES_SMOKE, dataset="cifar10", samples_per_class=[200] * 5 + [10] * 5, batch_size=64
+)
 MINORITY_VARIANTS = (
     {"label": "learned"},
     {"label": "fixed ETF", "classifier": "etf"},
