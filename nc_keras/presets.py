@@ -138,6 +138,41 @@ FEATURE_DECAY_VARIANTS = (
     {"label": "decay on W, b and H", "decay": "features"},
 )
 
+# Other losses (Zhou et al., NeurIPS 2022, "Are all losses created equal?";
+# Han et al., ICLR 2022, for MSE): cross-entropy, MSE on one-hot targets,
+# label smoothing (alpha 0.1) and the focal loss (gamma 2) all collapse, at
+# similar test accuracy. Paper: the setting of Sec. 4.1 (ResNet18, CIFAR-10,
+# SGD). Smoke: an MLP on 100 real MNIST images per class, constant
+# learning rate, 20 epochs: CPU minutes.
+LOSS_VARIANTS = (
+    {"label": "CE", "loss": "ce"},
+    {"label": "MSE", "loss": "mse"},
+    {"label": "label smoothing 0.1", "loss": "label_smoothing", "label_smoothing": 0.1},
+    {"label": "focal 2", "loss": "focal", "focal_gamma": 2.0},
+)
+NC_LOSSES_SMOKE = TrainConfig(
+    dataset="mnist", model="mlp", width=256, depth=3, samples_per_class=100,
+    test_samples_per_class=50, optimizer="sgd", learning_rate=0.05, batch_size=128,
+    epochs=20, lr_drop_every=0, weight_decay=5e-3,
+)  # fmt: skip
+
+# Minority collapse (Fang et al., PNAS 2021): K/2 majority classes of n_A
+# examples and K/2 minority classes of n_B = n_A / R (their step
+# imbalance). With a learned classifier the minority rows w_k draw together
+# (their mean pairwise cosine rises towards 1) and the minority test
+# accuracy falls; a fixed simplex-ETF classifier (Sec. 4.3) keeps them
+# apart by construction. Paper: ResNet18 on CIFAR-10 (Sec. 4.1 setting),
+# R = 100 (5000 and 50 examples per class). Smoke: an MLP (width 256,
+# depth 3) on 200 and 10 real CIFAR-10 images per class (R = 20).
+MINORITY_PAPER = dataclasses.replace(SEC41_PAPER, samples_per_class=[5000] * 5 + [50] * 5)
+MINORITY_SMOKE = dataclasses.replace(
+    NC_LOSSES_SMOKE, dataset="cifar10", samples_per_class=[200] * 5 + [10] * 5, batch_size=64
+)
+MINORITY_VARIANTS = (
+    {"label": "learned"},
+    {"label": "fixed ETF", "classifier": "etf"},
+)
+
 RECIPES = {
     "nc_optimizers": Recipe(
         presets={**_sec41(OPTIMIZER_VARIANTS), "cpu": (OPTIMIZERS_CPU, OPTIMIZER_CPU_VARIANTS)},
@@ -169,6 +204,18 @@ RECIPES = {
         layout="fig3",
         title="Weight decay on H and the last layer vs all parameters (appendix)",
         output_dir="runs/feature_decay",
+    ),
+    "nc_losses": Recipe(
+        presets={"paper": (SEC41_PAPER, LOSS_VARIANTS), "smoke": (NC_LOSSES_SMOKE, LOSS_VARIANTS)},
+        layout="fig3",
+        title="Neural collapse under CE, MSE, label smoothing and focal loss",
+        output_dir="runs/nc_losses",
+    ),
+    "minority_collapse": Recipe(
+        presets={"paper": (MINORITY_PAPER, MINORITY_VARIANTS), "smoke": (MINORITY_SMOKE, MINORITY_VARIANTS)},
+        layout="minority",
+        title="Minority collapse under class imbalance: learned vs fixed ETF (Fang et al. 2021)",
+        output_dir="runs/minority_collapse",
     ),
 }
 

@@ -17,19 +17,25 @@ __all__ = ["NeuralCollapse", "log_keys"]
 _NCC_MODES = ("previous", "exact", "none")
 
 
-def _logged(validation=False):
-    """(result key, log key) pairs; W-only metrics are not repeated for val_."""
+def _logged(validation=False, minority=False):
+    """(result key, log key) pairs; W-only metrics are not repeated for val_.
+
+    `minority`: with the optional `collapse.MINORITY_KEYS` (a callback given
+    `minority_classes`).
+    """
+    keys = collapse.METRIC_KEYS + (collapse.MINORITY_KEYS if minority else ())
     return [(key, ("val_" if validation else "") + ("nc_accuracy" if key == "accuracy" else key))
-            for key in collapse.METRIC_KEYS if not (validation and key in CLASSIFIER_KEYS)]
+            for key in keys if not (validation and key in CLASSIFIER_KEYS)]
 
 
-def log_keys(validation=False):
+def log_keys(validation=False, minority=False):
     """The keys `NeuralCollapse` writes into `logs` (train, or val_ ones).
 
     The validation keys leave out the metrics of the classifier alone (nc2,
-    classifier_norm_cv): they are the same for any data.
+    classifier_norm_cv): they are the same for any data. `minority`: with
+    the optional minority keys (a callback given `minority_classes`).
     """
-    return [name for _, name in _logged(validation)]
+    return [name for _, name in _logged(validation, minority)]
 
 
 def _calling_callback_list(depth=6):
@@ -121,6 +127,11 @@ class NeuralCollapse(keras.callbacks.Callback):
             `nc_keras.callbacks.load_history`.
         batch_size: batch size for tuple data.
         ncc: "previous", "exact" or "none" (above).
+        minority_classes: class indices M of an imbalanced training set;
+            with them, the callback also logs minority_accuracy (mean
+            per-class accuracy over M) and minority_cosine (mean pairwise
+            cosine of the classifier rows of M; Fang et al., PNAS 2021),
+            "val_" prefixed for `test_data` too.
         tensorboard_dir: a TensorBoard log directory for the images and
             histograms; by default that of a `keras.callbacks.TensorBoard`
             in the same `fit`, if any. When no such callback writes into it,
@@ -129,7 +140,7 @@ class NeuralCollapse(keras.callbacks.Callback):
 
     def __init__(self, train_data, test_data=None, every=1, max_samples=None,
                  history_path=None, *, batch_size=256, ncc="previous",
-                 tensorboard_dir=None):
+                 tensorboard_dir=None, minority_classes=None):
         super().__init__()
         if int(every) < 1:
             raise ValueError(f"every must be a positive integer; got {every}")
@@ -142,6 +153,7 @@ class NeuralCollapse(keras.callbacks.Callback):
         self.history_path = history_path
         self.batch_size = int(batch_size)
         self.ncc = ncc
+        self.minority_classes = None if minority_classes is None else [int(k) for k in minority_classes]
         self._extractor = None
         self._extractor_of = None
         self._predictor = None
@@ -191,9 +203,10 @@ class NeuralCollapse(keras.callbacks.Callback):
 
     @property
     def keys(self):
-        keys = log_keys()
+        minority = self.minority_classes is not None
+        keys = log_keys(minority=minority)
         if self.test_data is not None:
-            keys += log_keys(validation=True)
+            keys += log_keys(validation=True, minority=minority)
         return keys
 
     def on_train_begin(self, logs=None):
@@ -236,11 +249,16 @@ class NeuralCollapse(keras.callbacks.Callback):
         summaries = self._summary_writer()
         for prefix, data in self._passes():
             result, stats = self._measure(prefix, data)
-            logged = {name: result[key] for key, name in _logged(validation=bool(prefix))}
+            if self.minority_classes is not None:
+                result.update(collapse.minority_metrics(stats, W, self.minority_classes))
+            minority = self.minority_classes is not None
+            logged = {name: result[key] for key, name in _logged(bool(prefix), minority)}
             logs.update(logged)
             saved.update({name: np.float64(value) for name, value in logged.items()})
             saved[(prefix or "train_") + "class_means"] = stats.class_means
             saved[(prefix or "train_") + "counts"] = stats.counts
+            # Per-class accuracy = class_correct / counts (imbalanced data).
+            saved[(prefix or "train_") + "class_correct"] = stats.class_correct
             if summaries is not None:
                 summaries.write(epoch, prefix, stats, W, logged)
         if self.history_path:

@@ -40,7 +40,8 @@ def add_config_arguments(parser, config_class):
         else:
             parser.add_argument(
                 flag,
-                type=base,
+                # A field may name its own parser (e.g. a comma-separated list).
+                type=field.metadata.get("parse", base),
                 default=field.default,
                 metavar=field.name.upper(),
                 help=f"{help_text} (default: {field.default})",

@@ -33,14 +33,17 @@ from nc_keras.collapse.passes import (
 )
 from nc_keras.collapse.statistics import (
     METRIC_KEYS,
+    MINORITY_KEYS,
     CollapseStatistics,
     InMemoryStatistics,
     metrics,
+    minority_metrics,
 )
 
 __all__ = [
     "CHUNK_BYTES",
     "METRIC_KEYS",
+    "MINORITY_KEYS",
     "CollapseStatistics",
     "InMemoryStatistics",
     "accumulate",
@@ -52,5 +55,6 @@ __all__ = [
     "measure",
     "measure_model",
     "metrics",
+    "minority_metrics",
     "ncc_pass",
 ]

@@ -14,8 +14,9 @@ the classifier W (K x d, the transpose of a Keras Dense kernel) and bias b:
     NC3 = || W Hbar / ||W Hbar||_F - E ||_F          self-duality W ~ Hbar^T
     NC4 = || b + W mu_G ||_2                         bias collapse
 
-plus Papyan et al.'s nearest-class-centre agreement (`ncc_mismatches`) and
-the measures the literature added since, with the directions
+plus Papyan et al.'s nearest-class-centre agreement (`ncc_mismatches`), the
+minority-collapse measures of imbalanced training (Fang et al. 2021:
+`minority_accuracy`, `minority_cosine`), and the measures the literature added since, with the directions
 m_k = (mu_k - mu_G) / ||mu_k - mu_G|| and the class variances
 sigma_k^2 = (1/n_k) sum_i ||h_ki - mu_k||^2:
 
@@ -59,6 +60,8 @@ __all__ = [
     "means_cosines",
     "means_etf_error",
     "means_norm_cv",
+    "minority_accuracy",
+    "minority_cosine",
     "nc1",
     "nc2",
     "nc3",
@@ -67,6 +70,7 @@ __all__ = [
     "ncc_mismatches",
     "nearest_class_mean",
     "norm_cv",
+    "per_class_accuracy",
     "projected_within",
     "rescaled",
     "rounding_level",
@@ -394,3 +398,49 @@ def classifier_means_cosines(W, Hbar):
     """The K x K cosines cos(w_k, mu_l - mu_G): self-duality (NC3) makes it
     the simplex ETF's cosine matrix (1 on the diagonal, -1/(K-1) off it)."""
     return unit_rows(W) @ unit_rows(Hbar.T).T
+
+
+# --- Class imbalance: minority collapse ----------------------------------------
+
+
+def per_class_accuracy(correct, counts):
+    """acc_k = c_k / n_k: the share of class k's samples predicted as k (NaN if n_k = 0)."""
+    correct, counts = np.asarray(correct, np.float64), np.asarray(counts, np.float64)
+    accuracy = np.full(counts.shape, np.nan)
+    np.divide(correct, counts, out=accuracy, where=counts > 0)
+    return accuracy
+
+
+def minority_accuracy(correct, counts, minority):
+    """(1/|M|) sum_{k in M} c_k / n_k: the mean per-class accuracy of the minority classes M.
+
+    With imbalanced training the classifier of the minority classes
+    degrades first (Fang et al., PNAS 2021, "Exploring deep neural networks
+    via layer-peeled model: minority collapse in imbalanced training"), so
+    their accuracy, measured on a balanced test set, falls well below the
+    majority's. Each class counts once whatever its n_k; classes of M with
+    no sample are left out (NaN if none has one).
+    """
+    accuracy = per_class_accuracy(correct, counts)[np.asarray(minority, dtype=np.int64)]
+    accuracy = accuracy[np.isfinite(accuracy)]
+    return float(accuracy.mean()) if accuracy.size else float("nan")
+
+
+def minority_cosine(W, minority):
+    """(2 / (|M| (|M|-1))) sum_{k<l in M} cos(w_k, w_l): how alike the minority classifiers are.
+
+    Minority collapse (Fang et al., PNAS 2021, Sec. "Minority collapse"): as
+    the imbalance ratio grows, the classifier rows w_k of the minority
+    classes M converge to one direction, so their mean pairwise cosine
+    rises from -1/(K-1) (a simplex ETF) towards 1. NaN (with a warning) for
+    |M| < 2 or a zero row.
+    """
+    rows = np.asarray(W, np.float64)[np.asarray(minority, dtype=np.int64)]
+    norms = np.linalg.norm(rows, axis=1)
+    if rows.shape[0] < 2 or not (norms > 0).all():
+        warnings.warn("minority_cosine needs two or more nonzero classifier rows: NaN",
+                      RuntimeWarning, stacklevel=2)
+        return float("nan")
+    unit = rows / norms[:, None]
+    upper = np.triu_indices(rows.shape[0], k=1)
+    return float((unit @ unit.T)[upper].mean())

@@ -45,6 +45,12 @@ Both report the same dict (`METRIC_KEYS`): NC1-NC4 and, as extras,
   uniformity, uniform duality and Papyan et al.'s self-duality; formulas
   and citations in `nc_keras.collapse.formulas`.
 
+Given minority classes M (imbalanced training), `minority_metrics` adds the
+optional keys `MINORITY_KEYS` (Fang et al. 2021): ``minority_accuracy``,
+the mean per-class accuracy over M, and ``minority_cosine``, the mean
+pairwise cosine of the classifier rows w_k, k in M. They are absent without
+M, so the default result dict keeps `METRIC_KEYS` only.
+
 Outcomes for bad input (never a silent number):
 
 - labels outside [0, K), not integers, or (N, K) rows that are not exactly
@@ -83,7 +89,10 @@ from nc_keras.collapse.inputs import (
     to_numpy,
 )
 
-__all__ = ["CollapseStatistics", "InMemoryStatistics", "METRIC_KEYS", "class_sums", "metrics"]
+__all__ = [
+    "CollapseStatistics", "InMemoryStatistics", "METRIC_KEYS", "MINORITY_KEYS", "class_sums",
+    "metrics", "minority_metrics",
+]  # fmt: skip
 
 # The keys of every result dict, in the order tables print them.
 METRIC_KEYS = (
@@ -106,7 +115,9 @@ METRIC_KEYS = (
 )
 
 # The keys that depend on the classifier W alone, not on the features.
-CLASSIFIER_KEYS = ("nc2", "classifier_norm_cv")
+CLASSIFIER_KEYS = ("nc2", "classifier_norm_cv", "minority_cosine")
+# The optional keys of a result dict given minority classes (imbalanced data).
+MINORITY_KEYS = ("minority_accuracy", "minority_cosine")
 
 # Up to this many classes in a batch, per-class masks beat sorting.
 _MASKED_MAX_CLASSES = 64
@@ -188,6 +199,13 @@ class _Statistics:
         self.num_correct = 0
         self.num_ncc_compared = 0
         self.num_ncc_mismatch = 0
+        # Per-class correct predictions c_k, for per-class accuracies.
+        self.class_correct = np.zeros(self.num_classes, dtype=np.int64)
+
+    def _count_correct(self, predicted, y):
+        self.num_predicted += y.shape[0]
+        self.num_correct += int((predicted == y).sum())
+        self.class_correct += np.bincount(y[predicted == y], minlength=self.num_classes)
 
     @property
     def num_samples(self):
@@ -378,9 +396,7 @@ class CollapseStatistics(_Statistics):
             h, y = h[finite], y[finite]
             logits = None if logits is None else logits[finite]
         if logits is not None:
-            predicted = np.argmax(logits, axis=1)
-            self.num_predicted += y.shape[0]
-            self.num_correct += int((predicted == y).sum())
+            self._count_correct(np.argmax(logits, axis=1), y)
         if y.shape[0] == 0:
             return self
         h = self._to_frame(h)
@@ -458,6 +474,7 @@ class CollapseStatistics(_Statistics):
                 self._merge(other)
         for name in self._COUNTERS:
             setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.class_correct = self.class_correct + other.class_correct
         return self
 
     def get_state(self):
@@ -468,6 +485,7 @@ class CollapseStatistics(_Statistics):
                          means=self._means.copy(), scatter=self._scatter.copy(),
                          class_within=self._within.copy())
         state.update({name: np.int64(getattr(self, name)) for name in self._COUNTERS})
+        state["class_correct"] = self.class_correct.copy()
         return state
 
     @classmethod
@@ -488,6 +506,8 @@ class CollapseStatistics(_Statistics):
                              if "class_within" in state else np.full(stats.num_classes, np.nan))
         for name in cls._COUNTERS:
             setattr(stats, name, int(state[name]))
+        if "class_correct" in state:  # absent from states saved before it existed
+            stats.class_correct = np.array(state["class_correct"], dtype=np.int64)
         return stats
 
     def within_covariance(self):
@@ -576,8 +596,8 @@ class InMemoryStatistics(_Statistics):
         means = self.means
         scores = h @ np.concatenate([W, means]).T
         predicted = np.argmax(scores[:, :K] + b, axis=1)
-        self.num_predicted = self.num_ncc_compared = y.shape[0]
-        self.num_correct = int((predicted == y).sum())
+        self.num_ncc_compared = y.shape[0]
+        self._count_correct(predicted, y)
         self.num_ncc_mismatch = formulas.ncc_mismatches(
             predicted, h, self.class_means, products=scores[:, K:])
 
@@ -626,7 +646,27 @@ class InMemoryStatistics(_Statistics):
         return np.einsum("ij,ij->j", centred, centred) / self.num_samples
 
 
-def metrics(features, labels, W, b=None, num_classes=None):
+def minority_metrics(stats, W, minority_classes):
+    """`MINORITY_KEYS` of statistics with counted predictions and a (K, d) classifier W.
+
+    ``minority_accuracy`` (NaN if no prediction was counted) and
+    ``minority_cosine`` over the classes `minority_classes` (Fang et al.
+    2021; `formulas.minority_accuracy`, `formulas.minority_cosine`).
+    """
+    minority = np.asarray(minority_classes, dtype=np.int64)
+    if minority.size == 0 or minority.min() < 0 or minority.max() >= stats.num_classes:
+        raise ValueError(
+            f"minority_classes must be class indices in [0, {stats.num_classes}); "
+            f"got {list(minority_classes)}"
+        )
+    accuracy = float("nan")
+    if stats.num_predicted:
+        accuracy = formulas.minority_accuracy(stats.class_correct, stats.counts, minority)
+    return {"minority_accuracy": accuracy,
+            "minority_cosine": formulas.minority_cosine(to_numpy(W, np.float64), minority)}
+
+
+def metrics(features, labels, W, b=None, num_classes=None, minority_classes=None):
     """NC1-NC4 and the extras of in-memory features, exactly (Sec. 4, "Metrics").
 
     Args:
@@ -635,6 +675,8 @@ def metrics(features, labels, W, b=None, num_classes=None):
         W: (K, d) classifier as in the paper (Keras Dense kernel transposed).
         b: (K,) bias, or None for a classifier without bias.
         num_classes: K; defaults to W.shape[0].
+        minority_classes: class indices; with them, the result also has
+            `MINORITY_KEYS` (minority_accuracy, minority_cosine).
     Returns:
         dict of Python floats keyed by `METRIC_KEYS` ("nc1", "nc2", "nc3",
         "nc4", "ncc_mismatch", "accuracy", ...). NCC mismatch uses the final
@@ -644,4 +686,8 @@ def metrics(features, labels, W, b=None, num_classes=None):
     """
     W = to_numpy(W, np.float64)
     K = W.shape[0] if num_classes is None else num_classes
-    return InMemoryStatistics(K, features, labels, W, b).measure(W, b)
+    stats = InMemoryStatistics(K, features, labels, W, b)
+    result = stats.measure(W, b)
+    if minority_classes is not None:
+        result.update(minority_metrics(stats, W, minority_classes))
+    return result

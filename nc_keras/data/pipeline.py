@@ -13,6 +13,9 @@ Subsets and randomness:
   random_pixels); it is the same subset on every call, whatever the seed.
   A class with fewer than n examples raises `ValueError`. For
   cifar10_random the classes are the random labels.
+- Imbalanced subsets: `samples_per_class=[n_0, ..., n_{K-1}]` keeps the
+  first n_k of class k, `imbalance_ratio=R` the long-tailed profile
+  n_k = floor(n_max (1/R)^(k/(K-1))) (`nc_keras.data.profiles`), exactly.
 - `seed` fixes the random labels (cifar10_random, random_pixels), the random
   pixels, the shuffling order and the augmentation.
 - `shuffle=None` shuffles the training split only (reshuffled every epoch).
@@ -26,7 +29,7 @@ import logging
 
 import numpy as np
 
-from nc_keras.data import catalogue, synthetic
+from nc_keras.data import catalogue, profiles, synthetic
 from nc_keras.data.readers import SPLITS
 
 _LOG = logging.getLogger(__name__)  # says which source each load() used
@@ -45,6 +48,7 @@ def load(
     download=True,
     drop_remainder=False,
     epochs=None,
+    imbalance_ratio=None,
     **options,
 ):
     """Load one split of a dataset as a batched, prefetched `tf.data.Dataset`.
@@ -61,8 +65,8 @@ def load(
             searched are in `nc_keras.data.sources`); required for
             `"folder"`.
         samples_per_class: keep only the first n examples of every class
-            (balanced, the same on every call); `ValueError` if a class has
-            fewer.
+            (balanced, the same on every call), or the first n_k of class k
+            for a list of K counts; `ValueError` if a class has fewer.
         augment: `crop_and_flip` (random crop with 4 pixels of zero padding,
             random horizontal flip; Sec. 4.3, Fig. 5), training split only
             (ignored for "test", so one set of arguments serves both).
@@ -77,6 +81,10 @@ def load(
             to back in one pass (e.g. `range(start, total)` with
             `model.fit(..., steps_per_epoch=cardinality // len(epochs))`):
             epoch e's order and augmentation depend on (seed, e) only.
+        imbalance_ratio: R >= 1: keep the long-tailed profile
+            n_k = floor(n_max (1/R)^(k/(K-1))), n_max = `samples_per_class`
+            or the smallest class's size (Cui et al. 2019;
+            `nc_keras.data.profiles`).
         **options: the dataset's options (above).
 
     Returns:
@@ -103,8 +111,11 @@ def load(
         feed.labels = synthetic.balanced_random_labels(len(feed.labels), feed.num_classes, seed, split)
     _LOG.info("%s %s: %d examples from %s", name, split, len(feed.labels), feed.description)
     indices = np.arange(len(feed.labels))
-    if samples_per_class is not None:
-        indices = first_per_class(feed.labels, samples_per_class, feed.num_classes, f"{name} {split}")
+    counts = profiles.class_counts(
+        feed.labels, feed.num_classes, samples_per_class, imbalance_ratio, f"{name} {split}"
+    )
+    if counts is not None:
+        indices = first_per_class(feed.labels, counts, feed.num_classes, f"{name} {split}")
     labels = feed.labels[indices].astype(np.int32)
 
     # The dataset holds positions only; each batch gathers its images from
@@ -178,18 +189,21 @@ def _epoch_stream(positions, labels, epochs, batch_size, shuffle, augment, seed,
 def first_per_class(labels, n, num_classes, what="dataset"):
     """Positions of the first `n` examples of each class, in stored order.
 
-    `ValueError` when a class of `what` has fewer than `n` examples.
+    `n` is one count for every class, or a list of K counts (n_k for class
+    k). `ValueError` when a class of `what` has fewer examples than asked.
     """
-    if int(n) != n or n < 1:
-        raise ValueError(f"samples_per_class must be a positive integer, got {n!r}")
+    counts = list(n) if isinstance(n, (list, tuple)) else [n] * num_classes
+    profiles.check_class_profile(counts, None)
+    if len(counts) != num_classes:
+        raise ValueError(f"{what}: {len(counts)} counts for {num_classes} classes")
     chosen = []
-    for k in range(num_classes):
+    for k, n_k in enumerate(counts):
         members = np.flatnonzero(labels == k)
-        if len(members) < n:
+        if len(members) < n_k:
             raise ValueError(
-                f"{what}: class {k} has {len(members)} examples, fewer than samples_per_class={n}"
+                f"{what}: class {k} has {len(members)} examples, fewer than samples_per_class={n_k}"
             )
-        chosen.append(members[: int(n)])
+        chosen.append(members[: int(n_k)])
     return np.sort(np.concatenate(chosen))  # keep the stored order
 
 

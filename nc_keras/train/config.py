@@ -13,6 +13,7 @@ import math
 from pathlib import Path
 
 from nc_keras import backend, data
+from nc_keras.train.losses import check_loss
 
 # The paper's defaults per optimizer (Sec. 4.1): learning rate, batch size.
 OPTIMIZER_DEFAULTS = {
@@ -38,8 +39,18 @@ class TrainConfig:
         default=None,
         metadata={"help": "local data (MNIST IDX files, a class-folder tree, or tfds data); see nc_keras.data"},
     )
-    samples_per_class: int | None = dataclasses.field(
-        default=None, metadata={"help": "train on the first n samples of each class (balanced subset)"}
+    samples_per_class: int | list[int] | None = dataclasses.field(
+        default=None,
+        metadata={"help": "train on the first n samples of each class (balanced subset), or on "
+                  "the first n_k of class k for a list of K counts (e.g. 500,250,100,...: "
+                  "class-imbalanced); the command line takes a comma-separated list",
+                  "parse": data.parse_samples_per_class},
+    )
+    imbalance_ratio: float | None = dataclasses.field(
+        default=None,
+        metadata={"help": "long-tailed training subset: n_k = floor(n_max R^(-k/(K-1))) for "
+                  "classes k = 0..K-1, from n_max (samples_per_class, else the smallest "
+                  "class's size) down to n_max/R (Cui et al. 2019); the test set stays balanced"},
     )
     test_samples_per_class: int | None = dataclasses.field(
         default=None, metadata={"help": "evaluate on the first n test samples of each class"}
@@ -90,6 +101,17 @@ class TrainConfig:
     lambda_h: float | None = dataclasses.field(
         default=None, metadata={"help": "features scheme: decay on the raw features H (default: weight_decay)"}
     )
+    loss: str = dataclasses.field(
+        default="ce",
+        metadata={"help": "ce (cross-entropy); mse: (1/2)||z - e_y||^2 summed over the K logits, "
+                  "averaged over samples, one-hot targets unscaled (Zhou et al. 2022); "
+                  "label_smoothing: CE against (1-alpha) e_y + alpha/K; focal: "
+                  "-(1-p_y)^gamma log p_y (Lin et al. 2017). See nc_keras.train.losses"},
+    )
+    label_smoothing: float = dataclasses.field(
+        default=0.1, metadata={"help": "alpha of --loss label_smoothing"}
+    )
+    focal_gamma: float = dataclasses.field(default=2.0, metadata={"help": "gamma of --loss focal"})
     seed: int = dataclasses.field(default=0, metadata={"help": "seed of weights, data order and augmentation"})
     output_dir: str = dataclasses.field(default="runs/run", metadata={"help": "where results are written"})
     nc_every: int = dataclasses.field(default=1, metadata={"help": "measure NC every this many epochs"})
@@ -140,6 +162,8 @@ class TrainConfig:
         if self.decay not in DECAY_SCHEMES:
             raise ValueError(f"decay must be one of {DECAY_SCHEMES}; got {self.decay!r}.")
         _check_numbers(self)
+        check_loss(self.loss, self.label_smoothing, self.focal_gamma)
+        data.check_class_profile(self.samples_per_class, self.imbalance_ratio)
         backend.check_replication(self.strategy, self.devices)
         rate, batch = OPTIMIZER_DEFAULTS[self.optimizer]
         return dataclasses.replace(
@@ -169,6 +193,8 @@ def _check_numbers(config):
             raise ValueError(f"{field.name} must be a finite number; got {value}.")
     for name in _AT_LEAST_ONE:
         value = getattr(config, name)
+        if isinstance(value, (list, tuple)):  # per-class counts
+            value = min(value, default=None)
         if value is not None and value < 1:
             raise ValueError(f"{name} must be >= 1; got {value}.")
     for name in _NON_NEGATIVE:
@@ -179,6 +205,23 @@ def _check_numbers(config):
         value = getattr(config, name)
         if value is not None and value <= 0:
             raise ValueError(f"{name} must be > 0; got {value}.")
+
+
+def minority_classes(config, num_classes):
+    """The minority classes of an imbalanced configuration, or None if balanced.
+
+    For a list `samples_per_class`, the classes with fewer samples than the
+    largest; for `imbalance_ratio`, the second half of the classes (k >=
+    K/2, the tail of the long-tailed profile), as in Fang et al. (PNAS 2021),
+    where the minority classes are the last K/2.
+    """
+    if config.imbalance_ratio is not None:
+        return list(range(num_classes // 2, num_classes))
+    counts = config.samples_per_class
+    if isinstance(counts, (list, tuple)):
+        minority = [k for k, n in enumerate(counts) if n < max(counts)]
+        return minority or None
+    return None
 
 
 def learning_rate_schedule(config):

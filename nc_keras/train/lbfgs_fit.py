@@ -27,6 +27,7 @@ def fit_lbfgs(
     learning_rate=0.1,
     verbose="auto",
     steps_per_epoch=None,
+    loss=None,
 ):
     """Mini-batch L-BFGS training with Keras callbacks (Sec. 4.1, Fig. 3).
 
@@ -34,7 +35,7 @@ def fit_lbfgs(
     `iterations_per_batch` L-BFGS iterations, with a line search, on the
     batch objective
 
-        mean cross-entropy + the model's penalties + weight_decay/2 ||theta||^2
+        mean loss + the model's penalties + weight_decay/2 ||theta||^2
 
     over all trainable weights theta (the paper's coupled L2, written into
     the objective since L-BFGS has no gradient hook). Inside the objective
@@ -47,6 +48,8 @@ def fit_lbfgs(
     the previous batch's (with full-batch L-BFGS, the previous epoch's,
     whose weights weight decay has since shrunk) made the eval-mode pass
     swing between 33% and 100% training accuracy in a CPU run of Fig. 3.
+    The loss is `loss` (a Keras loss of integer labels and logits, e.g.
+    from `nc_keras.train.losses.build_loss`), cross-entropy by default.
 
     What each backend runs is in `nc_keras.backend.lbfgs_batch_minimizer`:
     on torch, `torch.optim.LBFGS` with the strong Wolfe line search and its
@@ -67,12 +70,13 @@ def fit_lbfgs(
     Returns:
         The `keras.callbacks.History` of the run.
     """
-    objective, unflatten = _flat_objective(model, weight_decay)
+    if loss is None:
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    objective, unflatten = _flat_objective(model, weight_decay, loss)
     minimize = backend.lbfgs_batch_minimizer(
         objective, history_size=history_size, iterations=iterations_per_batch,
         learning_rate=learning_rate,
     )  # fmt: skip
-    cross_entropy = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     callback_list = keras.callbacks.CallbackList(
         list(callbacks), add_history=True, add_progbar=verbose != 0,
         verbose=1 if verbose == "auto" else verbose, epochs=epochs,
@@ -100,7 +104,7 @@ def fit_lbfgs(
             with _batch_statistics(model):
                 logits = model(x, training=True)
             batch_loss = float(keras.ops.convert_to_numpy(
-                cross_entropy(y, logits) + _penalty(model, position, weight_decay)
+                loss(y, logits) + _penalty(model, position, weight_decay)
             ))  # fmt: skip
             batch_correct = float(keras.ops.convert_to_numpy(
                 keras.ops.sum(keras.ops.cast(keras.ops.argmax(logits, -1) == y, "float32"))
@@ -165,10 +169,9 @@ def _penalty(model, position, weight_decay):
     return sum(model.losses, 0.0) + _coupled_l2(position, weight_decay)
 
 
-def _flat_objective(model, weight_decay):
+def _flat_objective(model, weight_decay, loss):
     """The batch objective of one flat weight vector, and its inverse map."""
     shapes = [tuple(v.shape) for v in model.trainable_variables]
-    cross_entropy = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
     def unflatten(position):
         return backend.unpack(position, shapes)
@@ -177,7 +180,7 @@ def _flat_objective(model, weight_decay):
         logits, _, losses = model.stateless_call(
             unflatten(position), non_trainable, x, training=True, return_losses=True
         )
-        value = cross_entropy(y, logits)
+        value = loss(y, logits)
         for penalty in losses:
             value = value + penalty
         return value + _coupled_l2(position, weight_decay)

@@ -6,7 +6,8 @@ writing the run's files into its folder (`nc_keras.run_folder` names
 them): `config.json` and `versions.json` (what ran, with which software),
 `log.csv` (one row per epoch: loss, accuracy, learning rate, and the
 NeuralCollapse metrics nc1..nc4, ncc_mismatch, ... for the training set and,
-prefixed `val_`, the test set), `tensorboard/`, `nc_history/`,
+prefixed `val_`, the test set; for a class-imbalanced subset also
+minority_accuracy and minority_cosine), `tensorboard/`, `nc_history/`,
 `checkpoints/` when asked for, `backup/` while the run is in progress (so
 that running the same configuration again after an interruption resumes at
 the last finished epoch, as `nc_keras.train.resume` describes), and
@@ -31,8 +32,9 @@ import keras
 from nc_keras import backend
 from nc_keras.run_folder import RunFolder, write_json
 from nc_keras.train import resume
-from nc_keras.train.config import learning_rate_schedule
+from nc_keras.train.config import learning_rate_schedule, minority_classes
 from nc_keras.train.lbfgs_fit import fit_lbfgs
+from nc_keras.train.losses import build_loss
 
 
 class TrainingDiverged(RuntimeError):
@@ -185,16 +187,19 @@ def train(config, callbacks=(), verbose="auto"):
     # batches an uninterrupted one would.
     train_data = data.load(
         config.dataset, "train", config.batch_size,
-        samples_per_class=config.samples_per_class, augment=config.augment,
-        drop_remainder=replication.replicas > 1, epochs=range(start, config.epochs), **common,
+        samples_per_class=config.samples_per_class, imbalance_ratio=config.imbalance_ratio,
+        augment=config.augment, drop_remainder=replication.replicas > 1,
+        epochs=range(start, config.epochs), **common,
     )  # fmt: skip
     steps_per_epoch = int(train_data.cardinality()) // (config.epochs - start)
     # NC is measured on the un-augmented training set, in file order.
     measure_batch = max(config.batch_size, 256)
     train_eval = data.load(
         config.dataset, "train", measure_batch, shuffle=False,
-        samples_per_class=config.samples_per_class, **common,
+        samples_per_class=config.samples_per_class, imbalance_ratio=config.imbalance_ratio,
+        **common,
     )  # fmt: skip
+    # The test set stays balanced: per-class accuracy is comparable across classes.
     test_eval = data.load(
         config.dataset, "test", measure_batch, shuffle=False,
         samples_per_class=config.test_samples_per_class, **common,
@@ -255,6 +260,7 @@ def _fit(config, model_inputs, train_data, steps_per_epoch, train_eval, test_eva
         nc_callbacks.NeuralCollapse(
             train_eval, test_eval, every=config.nc_every,
             max_samples=config.nc_max_samples, history_path=str(folder.nc_history),
+            minority_classes=minority_classes(config, model_inputs[0]),
         ),
         nc_callbacks.EpochCSVLogger(str(folder.log)),
         keras.callbacks.TensorBoard(str(folder.tensorboard), write_graph=False),
@@ -273,11 +279,12 @@ def _fit(config, model_inputs, train_data, steps_per_epoch, train_eval, test_eva
             weight_decay=config.weight_decay if config.decay == "all" else None,
             learning_rate=config.learning_rate, verbose=verbose,
             steps_per_epoch=steps_per_epoch,
+            loss=build_loss(config),
         )  # fmt: skip
     else:
         model.compile(
             optimizer=build_optimizer(config),
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            loss=build_loss(config),
             metrics=["accuracy"],
         )
         # The dataset orders itself (seeded per epoch); fit must not shuffle.
