@@ -27,7 +27,13 @@ All numbers are float64 on every backend (`nc_keras.backend.float64`);
 backend-specific code (compilation, gradients, L-BFGS) is in `nc_keras.backend`.
 """
 
-from nc_keras.ufm.hessian import HessianEigen, hessian_min_eigenvalue, rotation_zero_modes
+from nc_keras.ufm import losses
+from nc_keras.ufm.hessian import (
+    HessianEigen,
+    dense_hessian,
+    hessian_min_eigenvalue,
+    rotation_zero_modes,
+)
 from nc_keras.ufm.landscape import LandscapeResult, landscape
 from nc_keras.ufm.losses import LOSSES
 from nc_keras.ufm.plots import plot_landscape, plot_trajectory
@@ -36,8 +42,11 @@ from nc_keras.ufm.solvers import METHODS, NC_KEYS, SolveResult, solve
 from nc_keras.ufm.theory import (
     DEFAULT_LAMBDA,
     Optimum,
+    OptimumUnknownError,
+    class_counts,
     class_labels,
     construct_optimum,
+    etf_family_point,
     objective,
     optimum,
     random_start,
@@ -48,17 +57,22 @@ __all__ = [
     "NC_KEYS",
     "DEFAULT_LAMBDA",
     "LOSSES",
+    "losses",
+    "class_counts",
     "class_labels",
     "objective",
     "Optimum",
+    "OptimumUnknownError",
     "optimum",
     "construct_optimum",
+    "etf_family_point",
     "random_start",
     "Problem",
     "cached_problem",
     "solve",
     "SolveResult",
     "hessian_min_eigenvalue",
+    "dense_hessian",
     "HessianEigen",
     "rotation_zero_modes",
     "landscape",

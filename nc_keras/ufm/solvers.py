@@ -1,8 +1,10 @@
 """Minimizing eq. (3) from a random start: gradient descent, SGD, Adam, L-BFGS.
 
 `solve` runs one method on one `Problem` and records the objective, the gap
-f - f* to the exact minimum of Theorem 3.1, NC1-NC4 and the wall time along
-the way. All arithmetic is float64 on the active backend; the L-BFGS loop
+f - f* to the exact minimum (`optimum`: Theorem 3.1 for cross-entropy,
+`nc_keras.ufm.optima` for the other losses), NC1-NC4 and the wall time along
+the way. Where no exact minimum is known (imbalanced classes; focal loss with
+large penalties) the gap is NaN and a run is judged by its gradient norm. All arithmetic is float64 on the active backend; the L-BFGS loop
 itself is `nc_keras.backend.lbfgs_minimize`.
 """
 
@@ -14,8 +16,15 @@ import keras
 import numpy as np
 
 from nc_keras import backend
+from nc_keras.ufm import losses
 from nc_keras.ufm.problem import cached_problem
-from nc_keras.ufm.theory import DEFAULT_LAMBDA, Optimum, optimum, random_start
+from nc_keras.ufm.theory import (
+    DEFAULT_LAMBDA,
+    Optimum,
+    OptimumUnknownError,
+    optimum,
+    random_start,
+)
 
 __all__ = ["METHODS", "NC_KEYS", "SolveResult", "solve"]
 
@@ -34,6 +43,8 @@ class SolveResult:
     the main phase; polish_steps: full-batch gradient-descent iterations
     that finished an "sgd"/"adam" run (0 otherwise); gap_before_polish:
     f - f* when the main phase ended. W, H, b: the final point (NumPy).
+    optimum: None where no exact minimum is known (gaps are then NaN);
+    gradient_norm: the largest gradient entry at the final point.
     """
 
     method: str
@@ -49,6 +60,7 @@ class SolveResult:
     H: np.ndarray
     b: np.ndarray
     labels: np.ndarray
+    gradient_norm: float = float("nan")
 
     @property
     def final(self):
@@ -75,6 +87,9 @@ def solve(
     record_metrics=True,
     init_scale=1.0,
     progress=None,
+    loss="ce",
+    smoothing=None,
+    gamma=None,
 ):
     """Minimizes eq. (3) from a random start (`random_start(seed, init_scale)`).
 
@@ -111,7 +126,8 @@ def solve(
     `gap_tolerance` is set, as soon as a record has (f - f*)/|f*| <= it.
 
     Args:
-        num_classes, feature_dim, n_per_class: K, d, n (balanced classes).
+        num_classes, feature_dim, n_per_class: K, d, n; `n_per_class` may be
+            K counts (imbalanced classes: no exact f*, so no gap).
         lambda_w, lambda_h, lambda_b: weight decay of eq. (3).
         method: one of `METHODS`. seed: the random start.
         steps, lr, batch_size: override the defaults above.
@@ -121,15 +137,25 @@ def solve(
             "gd" and "lbfgs", every epoch for "sgd" and "adam").
         record_metrics: compute NC1-NC4 at each record.
         progress: optional callable(method, record_dict) called at each record.
+        loss, smoothing, gamma: the loss of eq. (3) (`nc_keras.ufm.losses.get`).
     Returns:
         `SolveResult`.
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     lambdas = (lambda_w, lambda_h, lambda_b)
-    best = optimum(num_classes, n_per_class, *lambdas)
+    try:
+        best = optimum(
+            num_classes, n_per_class, *lambdas, loss, smoothing, gamma, feature_dim=feature_dim
+        )
+    except OptimumUnknownError as unknown:
+        if gap_tolerance is not None:
+            raise ValueError(f"gap_tolerance needs the exact f*: {unknown}") from unknown
+        best = None  # no exact f*: the gradient norm is the only score
     with backend.float64():
-        problem = cached_problem(num_classes, feature_dim, n_per_class, lambdas)
+        problem = cached_problem(
+            num_classes, feature_dim, n_per_class, lambdas, losses.get(loss, smoothing, gamma)
+        )
         x = problem.flatten(*random_start(num_classes, feature_dim, n_per_class, seed, init_scale))
         recorder = _Recorder(problem, best, method, progress, record_metrics, gap_tolerance)
         recorder.start()
@@ -165,6 +191,7 @@ def solve(
                 polish_steps -= main_steps
         recorder.pause()
         W, H, b = problem.unflatten_numpy(x)
+        gradient_norm = _max_abs(problem.value_and_grad(x)[1])
     return SolveResult(
         method=method,
         seed=seed,
@@ -179,6 +206,7 @@ def solve(
         H=H,
         b=b,
         labels=problem.labels,
+        gradient_norm=gradient_norm,
     )
 
 
@@ -207,13 +235,13 @@ class _Recorder:
         # work, not after its dispatch. The stopping test needs it anyway.
         value = float(backend.to_numpy(value))
         self.pause()
-        gap = value - self.best.value
+        gap = value - self.best.value if self.best is not None else float("nan")
         row = {
             "step": int(step),
             "phase": phase,
             "objective": value,
             "gap": gap,
-            "relative_gap": gap / abs(self.best.value),
+            "relative_gap": gap / abs(self.best.value) if self.best is not None else gap,
             "seconds": self.elapsed,
         }
         if self.record_metrics:
