@@ -25,8 +25,10 @@ _SUBMODULES = (
     "models",
     "optimizers",
     "plots",
+    "presets",
     "regularizers",
     "reporting",
+    "run_folder",
     "train",
     "ufm",
 )

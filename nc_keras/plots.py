@@ -5,9 +5,11 @@ by `nc_keras.train` or any fit with `NeuralCollapse` and `EpochCSVLogger`)
 in one row of panels, one line per run, as Figures 3-5 of the paper.
 """
 
+import json
 import math
-import os
 from pathlib import Path
+
+from nc_keras.run_folder import RunFolder, atomic_writer
 
 # Panel name -> (title, log columns tried in order, log y-axis, transform).
 PANELS = {
@@ -33,10 +35,8 @@ LAYOUTS = {
 
 
 def _label(run_dir):
-    config = Path(run_dir) / "config.json"
+    config = RunFolder(run_dir).config
     if config.exists():
-        import json
-
         label = json.loads(config.read_text()).get("label")
         if label:
             return label
@@ -76,7 +76,7 @@ def plot_runs(run_dirs, path, layout="default", labels=None, title=None):
         raise ValueError(f"{len(labels)} labels for {len(run_dirs)} runs")
     logs = []
     for run in run_dirs:
-        csv_path = run if run.suffix == ".csv" else run / "log.csv"
+        csv_path = run if run.suffix == ".csv" else RunFolder(run).log
         if not csv_path.exists():
             raise FileNotFoundError(f"no per-epoch log at {csv_path}")
         logs.append(read_csv_log(csv_path))
@@ -109,7 +109,8 @@ def plot_runs(run_dirs, path, layout="default", labels=None, title=None):
         figure.suptitle(title)
     figure.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(os.fspath(path), dpi=120)
+    # Atomic, as every file of a run: an interrupted save leaves the old figure.
+    with atomic_writer(path, "wb") as out:
+        figure.savefig(out, format=path.suffix.lstrip(".") or None, dpi=120)
     plt.close(figure)
     return path

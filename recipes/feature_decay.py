@@ -17,20 +17,7 @@ class.
 import sys
 
 from nc_keras.cli.recipe import recipe_main
-from nc_keras.train import SEC41_PAPER, SEC41_SMOKE
-
-VARIANTS = [
-    {"label": "decay on all parameters", "decay": "all"},
-    {"label": "decay on W, b and H", "decay": "features"},
-]
 
 if __name__ == "__main__":
-    sys.exit(
-        recipe_main(
-            __doc__,
-            {"paper": (SEC41_PAPER, VARIANTS), "smoke": (SEC41_SMOKE, VARIANTS)},
-            layout="fig3",
-            title="Weight decay on H and the last layer vs all parameters (appendix)",
-            default_output="runs/feature_decay",
-        )
-    )
+    # The presets, variants and figure are data: nc_keras.presets.RECIPES["feature_decay"].
+    sys.exit(recipe_main("feature_decay", __doc__))

@@ -17,31 +17,7 @@ all four variants learn at the same pace (docs/README.md).
 import sys
 
 from nc_keras.cli.recipe import recipe_main
-from nc_keras.train import TrainConfig
-
-VARIANTS = [
-    {"label": "learned"},
-    {"label": "fixed ETF", "classifier": "etf"},
-    {"label": "learned d=K", "feature_dim": 10},
-    {"label": "fixed ETF d=K", "classifier": "etf", "feature_dim": 10},
-]
-PAPER = TrainConfig(
-    dataset="cifar10", model="resnet50", stem="cifar", augment=True,
-    optimizer="sgd", learning_rate=0.05, batch_size=128, epochs=200, weight_decay=5e-4,
-)  # fmt: skip
-SMOKE = TrainConfig(
-    dataset="cifar10", model="resnet18_adapt", width=8, augment=True,
-    samples_per_class=100, test_samples_per_class=50,
-    optimizer="sgd", learning_rate=0.05, batch_size=32, epochs=6, weight_decay=5e-4,
-)  # fmt: skip
 
 if __name__ == "__main__":
-    sys.exit(
-        recipe_main(
-            __doc__,
-            {"paper": (PAPER, VARIANTS), "smoke": (SMOKE, VARIANTS)},
-            layout="fig5",
-            title="Learned vs fixed simplex-ETF classifier (Fig. 5)",
-            default_output="runs/fixed_etf",
-        )
-    )
+    # The presets, variants and figure are data: nc_keras.presets.RECIPES["fixed_etf"].
+    sys.exit(recipe_main("fixed_etf", __doc__))

@@ -16,21 +16,7 @@ images per class for a few epochs.
 import sys
 
 from nc_keras.cli.recipe import recipe_main
-from nc_keras.train import SEC41_PAPER, SEC41_SMOKE
-
-VARIANTS = [
-    {"label": "SGD", "optimizer": "sgd"},
-    {"label": "Adam", "optimizer": "adam"},
-    {"label": "L-BFGS", "optimizer": "lbfgs"},
-]
 
 if __name__ == "__main__":
-    sys.exit(
-        recipe_main(
-            __doc__,
-            {"paper": (SEC41_PAPER, VARIANTS), "smoke": (SEC41_SMOKE, VARIANTS)},
-            layout="fig3",
-            title="Neural collapse across optimizers (Fig. 3)",
-            default_output="runs/nc_optimizers",
-        )
-    )
+    # The presets, variants and figure are data: nc_keras.presets.RECIPES["nc_optimizers"].
+    sys.exit(recipe_main("nc_optimizers", __doc__))

@@ -18,33 +18,7 @@ class: minutes on a CPU.
 import sys
 
 from nc_keras.cli.recipe import recipe_main
-from nc_keras.train import TrainConfig
-
-PAPER_VARIANTS = [
-    {"label": f"ResNet18 width {k}", "model": "resnet18_adapt", "width": k} for k in (8, 16, 32, 64)
-] + [
-    {"label": f"MLP width {w}", "model": "mlp", "width": w, "depth": 4} for w in (512, 1024, 2048)
-]
-SMOKE_VARIANTS = [
-    {"label": f"MLP width {w}", "model": "mlp", "width": w, "depth": 3} for w in (16, 64, 256)
-]
-PAPER = TrainConfig(
-    dataset="cifar10_random", optimizer="sgd", learning_rate=0.01, batch_size=64,
-    epochs=200, weight_decay=1e-4,
-)  # fmt: skip
-SMOKE = TrainConfig(
-    dataset="cifar10_random", samples_per_class=50, test_samples_per_class=20,
-    optimizer="sgd", learning_rate=0.01, batch_size=64, epochs=30, lr_drop_every=0,
-    weight_decay=1e-4,
-)  # fmt: skip
 
 if __name__ == "__main__":
-    sys.exit(
-        recipe_main(
-            __doc__,
-            {"paper": (PAPER, PAPER_VARIANTS), "smoke": (SMOKE, SMOKE_VARIANTS)},
-            layout="fig4",
-            title="Random labels: collapse vs width (Fig. 4)",
-            default_output="runs/random_labels",
-        )
-    )
+    # The presets, variants and figure are data: nc_keras.presets.RECIPES["random_labels"].
+    sys.exit(recipe_main("random_labels", __doc__))

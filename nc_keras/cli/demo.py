@@ -1,11 +1,16 @@
 """`nc-keras demo`: the main job of `make demo`."""
 
 import argparse
+import dataclasses
 import shutil
 import time
 from pathlib import Path
 
+from nc_keras.run_folder import RunFolder, write_text
+
 PARTS = ("ufm", "mnist", "params")
+# The demo's own sub-folders of --output-dir, replaced on every run.
+UFM_FOLDER, MNIST_FOLDER = "ufm", "mnist_mlp"
 
 DESCRIPTION = """\
 The offline demo of nc_keras: no network, no GPU, no data beyond what ships
@@ -26,25 +31,9 @@ and TensorBoard logs. The demo's own sub-folders of --output-dir (ufm/ and
 mnist_mlp/) are replaced on every run; nothing else there is touched.
 """
 
-# The MNIST part: the subset shipped in nc_keras/assets, a narrow MLP and a
-# constant learning rate, so that 100% training accuracy and a 10x drop of
-# NC1 fit in well under a minute on a 2-core CPU.
-MNIST_CONFIG = dict(
-    dataset="mnist_subset",
-    model="mlp",
-    width=256,
-    depth=3,
-    optimizer="sgd",
-    learning_rate=0.05,
-    batch_size=128,
-    epochs=25,
-    lr_drop_every=0,
-    weight_decay=5e-3,
-    label="MLP on MNIST subset",
-)
-
-
 def register(subparsers):
+    from nc_keras.presets import DEMO_MNIST
+
     parser = subparsers.add_parser(
         "demo",
         help="run the offline demo: UFM landscape, a small MNIST run, parameter savings",
@@ -64,8 +53,8 @@ def register(subparsers):
     parser.add_argument(
         "--epochs",
         type=int,
-        default=MNIST_CONFIG["epochs"],
-        help=f"epochs of the MNIST part (default: {MNIST_CONFIG['epochs']})",
+        default=DEMO_MNIST.epochs,
+        help=f"epochs of the MNIST part (default: {DEMO_MNIST.epochs})",
     )
     parser.set_defaults(func=run)
 
@@ -94,9 +83,9 @@ def run_ufm(output_dir):
     print("== UFM landscape (Theorems 3.1 and 3.2): K=10, d=20, n=30, 4 optimizers x 3 starts")
     result = ufm.landscape(10, 20, 30, starts=3, seed=0, progress=True)
     print(result.table())
-    folder = _fresh(output_dir / "ufm")
+    folder = _fresh(output_dir / UFM_FOLDER)
     figure = ufm.plot_landscape(result, folder / "landscape.png")
-    (folder / "landscape.md").write_text(result.table() + "\n")
+    write_text(folder / "landscape.md", result.table() + "\n")
     worst_gap = max(abs(row["relative_gap"]) for row in result.rows)
     worst_nc = max(max(row["nc2"], row["nc3"]) for row in result.rows)
     rows = [
@@ -123,11 +112,10 @@ def run_mnist(output_dir, epochs):
     import keras
 
     from nc_keras import train
+    from nc_keras.presets import DEMO_MNIST
 
-    folder = output_dir / "mnist_mlp"
-    if folder.exists():
-        shutil.rmtree(folder)
-    config = train.TrainConfig(**dict(MNIST_CONFIG, epochs=epochs), output_dir=str(folder))
+    folder = RunFolder(_fresh(output_dir / MNIST_FOLDER))
+    config = dataclasses.replace(DEMO_MNIST, epochs=epochs, output_dir=str(folder.root))
     print(
         f"\n== MNIST subset (shipped, 100 images/class): MLP width {config.width} depth "
         f"{config.depth}, SGD lr {config.learning_rate}, weight decay {config.weight_decay}, "
@@ -164,7 +152,7 @@ def run_mnist(output_dir, epochs):
             "ok": ratio >= 10,
         },
     ]
-    return rows, [folder / "figure.png", folder / "log.csv", folder / "tensorboard"]
+    return rows, [folder.figure, folder.log, folder.tensorboard]
 
 
 def run_params():
@@ -214,5 +202,5 @@ def run(args):
         for path in outputs:
             print(f"  {path}")
         if "mnist" in parts:
-            print(f"TensorBoard: tensorboard --logdir {output_dir / 'mnist_mlp' / 'tensorboard'}")
+            print(f"TensorBoard: tensorboard --logdir {RunFolder(output_dir / MNIST_FOLDER).tensorboard}")
     return 0 if all(row["ok"] for row in rows) else 1

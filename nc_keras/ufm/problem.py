@@ -12,7 +12,7 @@ import keras
 import numpy as np
 
 from nc_keras import backend
-from nc_keras.ufm import losses
+from nc_keras.ufm import checks, losses
 from nc_keras.ufm.theory import class_labels, penalized_objective
 
 __all__ = ["Problem", "cached_problem"]
@@ -26,7 +26,8 @@ class Problem:
         n_per_class: n, or K counts, for labels sorted by class
             (`class_labels`); None with `labels`.
         lambdas: (lambda_w, lambda_h, lambda_b).
-        labels: (N,) integer labels, the column order of H (default: sorted).
+        labels: (N,) integer labels in [0, K), the column order of H (default:
+            sorted); ValueError for any outside that range.
         loss: a name in `nc_keras.ufm.losses.LOSSES` or a `losses.Loss`
             (default cross-entropy).
         weights: optional (N,) positive column weights: column i stands for
@@ -46,7 +47,10 @@ class Problem:
         self.K, self.d = int(num_classes), int(feature_dim)
         self.lambdas = tuple(float(v) for v in lambdas)
         self.loss = losses.get(loss)
-        self.labels = class_labels(self.K, n_per_class) if labels is None else np.asarray(labels)
+        if labels is None:
+            self.labels = class_labels(self.K, n_per_class)
+        else:
+            self.labels = checks.labels(labels, self.K)
         self.N = len(self.labels)
         self.weights = None if weights is None else backend.to_tensor(weights)
         self.fixed_classifier = (

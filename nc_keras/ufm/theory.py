@@ -19,7 +19,7 @@ import keras
 import numpy as np
 
 from nc_keras import backend
-from nc_keras.ufm import losses, optima
+from nc_keras.ufm import checks, losses, optima
 from nc_keras.ufm.optima import Optimum, OptimumUnknownError
 
 __all__ = [
@@ -43,17 +43,15 @@ DEFAULT_LAMBDA = 5e-3
 
 
 def class_counts(num_classes, n_per_class):
-    """The K class sizes: n repeated K times, or the K counts given."""
-    K = int(num_classes)
-    counts = np.atleast_1d(np.asarray(n_per_class))
-    if counts.size == 1:
-        counts = np.repeat(counts, K)
-    if K < 2 or counts.shape != (K,) or np.any(counts < 1) or np.any(counts != np.round(counts)):
-        raise ValueError(
-            f"need num_classes >= 2 and n_per_class a positive integer or K = {K} of them; "
-            f"got {num_classes}, {n_per_class}"
-        )
-    return counts.astype(np.int64)
+    """The K class sizes as an int array: n repeated K times, or the K counts
+    given (whole numbers >= 1; ValueError naming the argument otherwise)."""
+    K = checks.count(num_classes, "num_classes", minimum=2)
+    if np.ndim(n_per_class) == 0:
+        return np.full(K, checks.count(n_per_class, "n_per_class"), dtype=np.int64)
+    counts = [checks.count(value, "each entry of n_per_class") for value in n_per_class]
+    if len(counts) != K:
+        raise ValueError(f"n_per_class must be one count or K = {K} of them; got {len(counts)}")
+    return np.array(counts, dtype=np.int64)
 
 
 def class_labels(num_classes, n_per_class):
@@ -66,18 +64,24 @@ def objective(W, H, b, labels, lambda_w, lambda_h, lambda_b, loss="ce", smoothin
 
     Args:
         W: (K, d) classifier; H: (d, N) features, column i for sample i;
-        b: (K,) bias; labels: (N,) integers in [0, K).
+        b: (K,) bias; labels: (N,) integers in [0, K) (NumPy or a concrete
+        tensor).
         lambda_w, lambda_h, lambda_b: the weight-decay parameters.
         loss, smoothing, gamma: the loss (`nc_keras.ufm.losses.get`).
     Returns:
         A scalar tensor of the active backend. NumPy inputs are converted to
         float64 tensors first (JAX with x64 enabled for the computation).
+    Raises:
+        ValueError: labels outside [0, K), not integers, or not one per
+        column of H (on every backend: `keras.ops.one_hot` alone would turn
+        some of these into all-zero targets).
     """
     with backend.float64():
         W, H, b = (
             part if keras.ops.is_tensor(part) else backend.to_tensor(part) for part in (W, H, b)
         )
         num_classes = W.shape[0]
+        labels = checks.labels(labels, num_classes, H.shape[1])
         targets = keras.ops.transpose(keras.ops.one_hot(labels, num_classes, dtype=W.dtype))
         return penalized_objective(
             W, H, b, targets, lambda_w, lambda_h, lambda_b,
@@ -139,6 +143,10 @@ def optimum(
     other losses are derived in `nc_keras.ufm.optima`; `OptimumUnknownError`
     where no global minimum is established (never a guess).
 
+    Raises ValueError, naming the argument, unless K >= 2 and n >= 1 are whole
+    numbers (4.0 is taken as 4; 2.7 is refused) and the lambdas are finite
+    with lambda_w, lambda_h > 0 and lambda_b >= 0.
+
     Cross-entropy (Theorem 3.1). Every global minimizer has rows
     of equal norm w, W W^T = w^2 K/(K-1) (I - 11^T/K), features
     h_{k,i} = s w_k with s = sqrt(lW / (lH n)), and b = b 1 (b = 0 if
@@ -168,8 +176,11 @@ def optimum(
     ||h*|| = s w* and the logit margin c rho*.
     """
     counts = class_counts(num_classes, n_per_class)
-    K, n = int(num_classes), int(counts[0])
-    if lambda_w <= 0 or lambda_h <= 0 or lambda_b < 0:
+    K, n = len(counts), int(counts[0])
+    lambda_w = checks.nonnegative(lambda_w, "lambda_w")
+    lambda_h = checks.nonnegative(lambda_h, "lambda_h")
+    lambda_b = checks.nonnegative(lambda_b, "lambda_b")
+    if lambda_w == 0 or lambda_h == 0:
         raise ValueError(
             "Theorem 3.1 needs lambda_w > 0, lambda_h > 0, lambda_b >= 0; got "
             f"{lambda_w}, {lambda_h}, {lambda_b}"

@@ -1,0 +1,168 @@
+"""What defines a training run: `TrainConfig`, its checks and the paper's defaults.
+
+The paper's settings (Sec. 4.1): SGD with momentum 0.9, learning rate 0.05,
+batch 128; Adam, learning rate 1e-3, batch 64; L-BFGS with history 10,
+learning rate 0.1, batch 2048; 200 epochs, the learning rate divided by 10
+every 40 epochs; weight decay 5e-4 on all parameters (coupled L2, as PyTorch
+applies it). The appendix's alternative puts the decay on the last layer and
+the features only, as in the unconstrained feature model (eq. (3)).
+"""
+
+import dataclasses
+from pathlib import Path
+
+from nc_keras import backend, data
+
+# The paper's defaults per optimizer (Sec. 4.1): learning rate, batch size.
+OPTIMIZER_DEFAULTS = {
+    "sgd": (0.05, 128),
+    "adam": (1e-3, 64),
+    "lbfgs": (0.1, 2048),
+}
+DECAY_SCHEMES = ("all", "features")
+MODEL_NAMES = (
+    "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
+    "resnet18_adapt", "mlp", "densenet169",
+)  # fmt: skip
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Everything that defines a training run; field docs appear in `--help`."""
+
+    dataset: str = dataclasses.field(
+        default="cifar10", metadata={"help": "one of " + ", ".join(data.NAMES)}
+    )
+    data_dir: str | None = dataclasses.field(
+        default=None,
+        metadata={"help": "local data (MNIST IDX files, a class-folder tree, or tfds data); see nc_keras.data"},
+    )
+    samples_per_class: int | None = dataclasses.field(
+        default=None, metadata={"help": "train on the first n samples of each class (balanced subset)"}
+    )
+    test_samples_per_class: int | None = dataclasses.field(
+        default=None, metadata={"help": "evaluate on the first n test samples of each class"}
+    )
+    augment: bool = dataclasses.field(
+        default=False, metadata={"help": "random crop 32 (padding 4) and horizontal flip (Sec. 4.3)"}
+    )
+    model: str = dataclasses.field(
+        default="resnet18", metadata={"help": "one of " + ", ".join(MODEL_NAMES)}
+    )
+    stem: str = dataclasses.field(
+        default="imagenet",
+        metadata={"help": "ResNet stem: imagenet (7x7 + max-pool, Sec. 4.1) or cifar (3x3, Sec. 4.3)"},
+    )
+    width: int | None = dataclasses.field(
+        default=None, metadata={"help": "resnet18_adapt: first-stage width k; mlp: hidden width"}
+    )
+    depth: int | None = dataclasses.field(default=None, metadata={"help": "mlp: number of hidden layers"})
+    classifier: str = dataclasses.field(
+        default="learned", metadata={"help": "learned, or etf (fixed simplex ETF, Sec. 4.3)"}
+    )
+    feature_dim: int | None = dataclasses.field(
+        default=None, metadata={"help": "feature dimension d (e.g. d = K); default: the architecture's"}
+    )
+    optimizer: str = dataclasses.field(default="sgd", metadata={"help": "sgd, adam or lbfgs"})
+    learning_rate: float | None = dataclasses.field(
+        default=None, metadata={"help": "initial learning rate; default 0.05 (sgd), 1e-3 (adam), 0.1 (lbfgs)"}
+    )
+    momentum: float = dataclasses.field(default=0.9, metadata={"help": "SGD momentum"})
+    batch_size: int | None = dataclasses.field(
+        default=None, metadata={"help": "batch size; default 128 (sgd), 64 (adam), 2048 (lbfgs)"}
+    )
+    epochs: int = dataclasses.field(default=200, metadata={"help": "number of epochs"})
+    lr_drop_every: int = dataclasses.field(
+        default=40, metadata={"help": "divide the learning rate every this many epochs (0: never)"}
+    )
+    lr_drop_factor: float = dataclasses.field(
+        default=0.1, metadata={"help": "multiply the learning rate by this at each drop"}
+    )
+    weight_decay: float = dataclasses.field(
+        default=5e-4, metadata={"help": "lambda: coupled L2 on all parameters, or on W and b (features scheme)"}
+    )
+    decay: str = dataclasses.field(
+        default="all",
+        metadata={"help": "all: coupled L2 on every parameter (paper default); features: "
+                  "lambda/2 (||W||^2 + ||b||^2) + lambda_h/2 ||H||^2, no backbone decay (appendix)"},
+    )
+    lambda_h: float | None = dataclasses.field(
+        default=None, metadata={"help": "features scheme: decay on the raw features H (default: weight_decay)"}
+    )
+    seed: int = dataclasses.field(default=0, metadata={"help": "seed of weights, data order and augmentation"})
+    output_dir: str = dataclasses.field(default="runs/run", metadata={"help": "where results are written"})
+    nc_every: int = dataclasses.field(default=1, metadata={"help": "measure NC every this many epochs"})
+    nc_max_samples: int | None = dataclasses.field(
+        default=None, metadata={"help": "measure NC on the first n samples of each split only"}
+    )
+    checkpoints: bool = dataclasses.field(
+        default=False, metadata={"help": "save checkpoints/epoch_NNNN.keras after every epoch"}
+    )
+    label: str | None = dataclasses.field(default=None, metadata={"help": "the run's name in figures"})
+    devices: int | None = dataclasses.field(
+        default=None,
+        metadata={"help": "local devices (GPUs, TPU cores, CPU devices) each process trains on, "
+                  "data-parallel; batch_size is the global batch, split evenly over all of "
+                  "them. Default: one; every local device with --strategy data_parallel or "
+                  "in a multi-process run"},
+    )
+    strategy: str = dataclasses.field(
+        default="auto",
+        metadata={"help": "auto: data_parallel when --devices > 1 or a multi-process JAX run "
+                  "is configured (--coordinator or KERAS_DISTRIBUTION_JOB_ADDRESSES), else "
+                  "none; none: one device; data_parallel: keras.distribution.DataParallel on "
+                  "JAX (several hosts too), tf.distribute.MirroredStrategy on TensorFlow (one "
+                  "host); not available on torch"},
+    )
+    coordinator: str | None = dataclasses.field(
+        default=None,
+        metadata={"help": "multi-process JAX: host:port of process 0, reachable from every "
+                  "process; starts jax.distributed via keras.distribution.initialize"},
+    )
+    num_processes: int | None = dataclasses.field(
+        default=None, metadata={"help": "multi-process JAX: number of processes (with --coordinator)"}
+    )
+    process_id: int | None = dataclasses.field(
+        default=None,
+        metadata={"help": "multi-process JAX: this process's rank, 0 to num_processes - 1; "
+                  "process 0 writes output_dir, process i > 0 output_dir/process_i"},
+    )
+
+    def resolved(self):
+        """A copy with the per-optimizer defaults filled in, after checks."""
+        if self.optimizer not in OPTIMIZER_DEFAULTS:
+            raise ValueError(
+                f"optimizer must be one of {tuple(OPTIMIZER_DEFAULTS)}; got {self.optimizer!r}."
+            )
+        if self.model not in MODEL_NAMES:
+            raise ValueError(f"model must be one of {MODEL_NAMES}; got {self.model!r}.")
+        if self.decay not in DECAY_SCHEMES:
+            raise ValueError(f"decay must be one of {DECAY_SCHEMES}; got {self.decay!r}.")
+        for name in ("epochs", "nc_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}.")
+        if self.lr_drop_every < 0:
+            raise ValueError(f"lr_drop_every must be >= 0; got {self.lr_drop_every}.")
+        backend.check_replication(self.strategy, self.devices)
+        rate, batch = OPTIMIZER_DEFAULTS[self.optimizer]
+        return dataclasses.replace(
+            self,
+            learning_rate=rate if self.learning_rate is None else self.learning_rate,
+            batch_size=batch if self.batch_size is None else self.batch_size,
+            lambda_h=self.weight_decay if self.lambda_h is None else self.lambda_h,
+            label=self.label or Path(self.output_dir).name,
+        )
+
+
+def learning_rate_schedule(config):
+    """The paper's step schedule (Sec. 4.1): lr * factor ** (epoch // every).
+
+    With the defaults, the learning rate is divided by 10 every 40 epochs;
+    `lr_drop_every=0` keeps it constant.
+    """
+    rate, every, factor = config.learning_rate, config.lr_drop_every, config.lr_drop_factor
+
+    def schedule(epoch, current_rate=None):
+        return float(rate * factor ** (epoch // every)) if every else float(rate)
+
+    return schedule

@@ -1,0 +1,238 @@
+"""One training run: `train(config)` and the pieces it builds.
+
+`train(TrainConfig(...))` builds the data, the model, the optimizer and the
+callbacks from a configuration and runs `model.fit` (or `fit_lbfgs`),
+writing the run's files into its folder (`nc_keras.run_folder` names
+them): `config.json` and `versions.json` (what ran, with which software),
+`log.csv` (one row per epoch: loss, accuracy, learning rate, and the
+NeuralCollapse metrics nc1..nc4, ncc_mismatch, ... for the training set and,
+prefixed `val_`, the test set), `tensorboard/`, `nc_history/`,
+`checkpoints/` when asked for, `backup/` while the run is in progress (so
+that running the same configuration again after an interruption resumes at
+the last finished epoch), and `summary.json` and `figure.png` when it
+completes.
+
+`devices` and `strategy` train data-parallel on several devices, and
+`coordinator` (JAX) on several processes or hosts, through each backend's
+engine (see `nc_keras.backend.replicate`); the NC metrics stay those of one
+device.
+"""
+
+import dataclasses
+import math
+import platform
+import sys
+from pathlib import Path
+
+import keras
+
+from nc_keras import backend
+from nc_keras.run_folder import RunFolder, write_json
+from nc_keras.train.config import learning_rate_schedule
+from nc_keras.train.lbfgs_fit import fit_lbfgs
+
+
+def build_model(config, num_classes, input_shape):
+    """The network of `config`, with the decay scheme's explicit penalties."""
+    from nc_keras import models
+
+    kwargs = dict(
+        num_classes=num_classes,
+        input_shape=input_shape,
+        classifier=config.classifier,
+        feature_dim=config.feature_dim,
+    )
+    if config.decay == "features":
+        kwargs.update(
+            lambda_w=config.weight_decay, lambda_b=config.weight_decay, lambda_h=config.lambda_h
+        )
+    if config.model.startswith("resnet") and config.model != "resnet18_adapt":
+        kwargs["stem"] = config.stem
+    if config.model == "resnet18_adapt" and config.width:
+        kwargs["width"] = config.width
+    if config.model == "mlp":
+        if config.width:
+            kwargs["width"] = config.width
+        if config.depth:
+            kwargs["depth"] = config.depth
+    return getattr(models, config.model)(**kwargs)
+
+
+def build_optimizer(config):
+    """PyTorch-semantics SGD or Adam; coupled decay only in the "all" scheme."""
+    from nc_keras import optimizers
+
+    weight_decay = config.weight_decay if config.decay == "all" else None
+    if config.optimizer == "sgd":
+        return optimizers.SGD(
+            config.learning_rate, momentum=config.momentum, weight_decay=weight_decay
+        )
+    if config.optimizer == "adam":
+        return optimizers.Adam(config.learning_rate, weight_decay=weight_decay)
+    raise ValueError(f"{config.optimizer!r} is not a Keras optimizer; see `fit_lbfgs`.")
+
+
+def software_versions():
+    """Versions of what a run depends on, for `versions.json`."""
+    versions = {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "keras_backend": keras.backend.backend(),
+    }
+    for module in ("nc_keras", "keras", "numpy", "tensorflow", "jax", "torch"):
+        imported = sys.modules.get(module)
+        if imported is None and module in ("nc_keras", "keras", "numpy"):
+            imported = __import__(module)
+        if imported is not None:
+            versions[module] = getattr(imported, "__version__", "unknown")
+    return versions
+
+
+def run_directory(config, process_index=None):
+    """The folder `train(config)` writes on this process.
+
+    `config.output_dir` on process 0 (the only one, unless JAX runs several)
+    and `output_dir/process_i` on process i > 0: every process runs the same
+    callbacks, so each needs a folder of its own. `process_index` defaults
+    to this process's rank (`nc_keras.backend.process_index()`).
+    """
+    if process_index is None:
+        process_index = backend.process_index()
+    out = Path(config.output_dir)
+    return out / f"process_{process_index}" if process_index else out
+
+
+def train(config, callbacks=(), verbose="auto"):
+    """Trains one configuration; resumes it if it was interrupted.
+
+    Args:
+        config: a `TrainConfig`.
+        callbacks: extra Keras callbacks, run after the built-in ones.
+        verbose: passed to `model.fit` (progress bar by default).
+
+    Returns:
+        A dict of per-epoch lists (the rows of `log.csv`, column-wise),
+        including the epochs of an interrupted earlier attempt.
+
+    Raises:
+        FileExistsError: `output_dir` holds a finished run (delete it to
+            train again: nothing is overwritten silently).
+        ValueError: an invalid configuration.
+        nc_keras.data.DataNotFoundError: the dataset is not available.
+    """
+    from nc_keras import callbacks as nc_callbacks
+    from nc_keras import data, plots
+
+    config = config.resolved()
+    # First: a multi-process JAX run must start before any JAX computation.
+    replication = backend.replicate(
+        config.strategy, config.devices, config.coordinator, config.num_processes,
+        config.process_id,
+    )  # fmt: skip
+    if replication.replicas > 1 and config.optimizer == "lbfgs":
+        raise ValueError(
+            "the mini-batch L-BFGS loop runs on one device: use optimizer sgd or "
+            "adam for data-parallel training, or train on one device."
+        )
+    if replication.replicas > 1 and config.batch_size % replication.replicas:
+        raise ValueError(
+            f"batch_size {config.batch_size} does not split evenly over "
+            f"{replication.replicas} replicas (devices x processes): choose a multiple "
+            f"of {replication.replicas}, e.g. "
+            f"{-(-config.batch_size // replication.replicas) * replication.replicas}."
+        )
+    folder = RunFolder(run_directory(config, replication.process_index))
+    if folder.finished:
+        raise FileExistsError(
+            f"{folder.root} holds a finished run ({folder.summary.name}); choose another "
+            "output directory or delete it to train again."
+        )
+    folder.root.mkdir(parents=True, exist_ok=True)
+    write_json(folder.config, dataclasses.asdict(config))
+    write_json(folder.versions, software_versions())
+
+    keras.utils.set_random_seed(config.seed)
+    dataset_info = data.info(config.dataset, data_dir=config.data_dir)
+    common = dict(data_dir=config.data_dir, seed=config.seed)
+    # Data-parallel steps need batches that split evenly over the replicas
+    # (JAX shards each batch; several processes must take equal steps), so
+    # the last, partial training batch is dropped. NC is still measured on
+    # every sample.
+    train_data = data.load(
+        config.dataset, "train", config.batch_size,
+        samples_per_class=config.samples_per_class, augment=config.augment,
+        drop_remainder=replication.replicas > 1, **common,
+    )  # fmt: skip
+    # NC is measured on the un-augmented training set, in file order.
+    measure_batch = max(config.batch_size, 256)
+    train_eval = data.load(
+        config.dataset, "train", measure_batch, shuffle=False,
+        samples_per_class=config.samples_per_class, **common,
+    )  # fmt: skip
+    test_eval = data.load(
+        config.dataset, "test", measure_batch, shuffle=False,
+        samples_per_class=config.test_samples_per_class, **common,
+    )  # fmt: skip
+
+    with replication.scope:
+        _fit(config, model_inputs=(dataset_info.num_classes, dataset_info.input_shape),
+             train_data=train_data, train_eval=train_eval, test_eval=test_eval,
+             folder=folder, callbacks=callbacks, verbose=verbose)
+
+    history = nc_callbacks.read_csv_log(folder.log)
+    write_json(folder.summary, summarize(history))
+    plots.plot_runs([folder.root], folder.figure)
+    return history
+
+
+def _fit(config, model_inputs, train_data, train_eval, test_eval, folder, callbacks, verbose):
+    """Builds the model and its callbacks and trains (inside a distribution's scope)."""
+    from nc_keras import callbacks as nc_callbacks
+
+    model = build_model(config, *model_inputs)
+    lbfgs = config.optimizer == "lbfgs"
+    # Order matters: NeuralCollapse writes into `logs` before the loggers
+    # read them, and the backup is saved last, once the epoch is logged.
+    run_callbacks = [
+        nc_callbacks.NeuralCollapse(
+            train_eval, test_eval, every=config.nc_every,
+            max_samples=config.nc_max_samples, history_path=str(folder.nc_history),
+        ),
+        nc_callbacks.EpochCSVLogger(str(folder.log)),
+        keras.callbacks.TensorBoard(str(folder.tensorboard), write_graph=False),
+    ]  # fmt: skip
+    if not lbfgs:  # the paper's L-BFGS keeps its learning rate (Sec. 4.1)
+        run_callbacks.insert(1, keras.callbacks.LearningRateScheduler(learning_rate_schedule(config)))
+    if config.checkpoints:
+        folder.checkpoints.mkdir(exist_ok=True)
+        run_callbacks.append(keras.callbacks.ModelCheckpoint(folder.checkpoint_pattern))
+    run_callbacks.append(keras.callbacks.BackupAndRestore(str(folder.backup)))
+    run_callbacks.extend(callbacks)
+
+    if lbfgs:
+        fit_lbfgs(
+            model, train_data, config.epochs, run_callbacks,
+            weight_decay=config.weight_decay if config.decay == "all" else None,
+            learning_rate=config.learning_rate, verbose=verbose,
+        )  # fmt: skip
+    else:
+        model.compile(
+            optimizer=build_optimizer(config),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=["accuracy"],
+        )
+        # The dataset shuffles itself (seeded); fit must not try to.
+        model.fit(
+            train_data, epochs=config.epochs, callbacks=run_callbacks, verbose=verbose,
+            shuffle=False,
+        )  # fmt: skip
+
+
+def summarize(history):
+    """The last epoch's values and the first-to-last NC1 ratio."""
+    last = {key: values[-1] for key, values in history.items() if values}
+    nc1 = [v for v in history.get("nc1", []) if not math.isnan(v)]
+    if len(nc1) >= 2 and nc1[-1] > 0:
+        last["nc1_first_over_last"] = nc1[0] / nc1[-1]
+    last["epochs_completed"] = len(history.get("epoch", []))
+    return {key: (None if isinstance(v, float) and math.isnan(v) else v) for key, v in last.items()}
