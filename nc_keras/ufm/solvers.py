@@ -73,9 +73,10 @@ class SolveResult:
 
     optimum: the exact minimum (`optimum`), or None where none is known
     (imbalanced classes, d < K - 1, ...; every gap is then NaN). converged:
-    the final point is finite, stationary (largest gradient entry <= `gradient_tolerance`, or f can no
-    longer resolve a descent step) and, when f* applies, within the gap
-    tolerance of it (`gap_tolerance`, else `CONVERGED_RELATIVE_GAP`).
+    the final point is finite, stationary (largest gradient entry <=
+    `gradient_tolerance`, or f can no longer resolve a descent step) and,
+    when f* applies, within the gap tolerance of it (`gap_tolerance`, else
+    `CONVERGED_RELATIVE_GAP`).
     diverged: f or its gradient became NaN or infinite, or f grew beyond
     `BLOW_UP` times its start; the run stopped there. status: one of
     `STATUSES`: "converged"; "gap_reached" (stopped at the `gap_tolerance`

@@ -26,7 +26,10 @@ CASES = [
     ("mse", {}, LAM, 1.0),  # regime (iii): rank K
     ("mse", {}, 0.2, LAM),  # regime (i): the origin
 ]
-IDS = [f"{loss}{''.join(f'-{v}' for v in opts.values())}-l{lam}-lb{lb}" for loss, opts, lam, lb in CASES]
+IDS = [
+    f"{loss}{''.join(f'-{v}' for v in opts.values())}-l{lam}-lb{lb}"
+    for loss, opts, lam, lb in CASES
+]
 
 
 def _lambdas(lam, lb):
@@ -36,9 +39,7 @@ def _lambdas(lam, lb):
 def _problem_value(loss, opts, lam, lb):
     """eq. (3) at NumPy (W, H, b), compiled once per case."""
     with backend.float64():
-        problem = ufm.Problem(
-            K, D, N_PER, _lambdas(lam, lb), loss=ufm.losses.get(loss, **opts)
-        )
+        problem = ufm.Problem(K, D, N_PER, _lambdas(lam, lb), loss=ufm.losses.get(loss, **opts))
 
     def value(W, H, b):
         with backend.float64():
@@ -106,7 +107,9 @@ def test_solve_from_random_starts_reaches_but_never_beats_the_optimum(loss, opts
 def test_hessian_at_the_optimum_is_psd_with_the_rotation_zero_modes(loss, opts, lam, lb):
     lambdas = _lambdas(lam, lb)
     best = ufm.optimum(K, N_PER, *lambdas, loss=loss, **opts)
-    W, H, b, labels = ufm.construct_optimum(K, D, N_PER, *lambdas, rotation_seed=2, loss=loss, **opts)
+    W, H, b, labels = ufm.construct_optimum(
+        K, D, N_PER, *lambdas, rotation_seed=2, loss=loss, **opts
+    )
     zero_modes = ufm.rotation_zero_modes(K, D, lb, rank=best.rank, loss=loss)
     eigen = ufm.hessian_min_eigenvalue(
         W, H, b, labels, *lambdas, k=zero_modes + 1, loss=loss, **opts
