@@ -7,7 +7,7 @@ a `label`), and the figure's layout, title and default output folder.
 `RECIPES` lists them by name; `recipes/*.py` and
 `nc_keras.cli.recipe.recipe_main` run them:
 
-    python recipes/fixed_etf_resnet50.py --preset smoke --data-dir ../shared/data
+    python recipes/fixed_etf_resnet50.py --preset smoke --data-dir DATA
 
 Every recipe has two presets: `paper`, the paper's settings (for a GPU,
 hours), and `smoke`, a CPU-sized version (minutes) that still shows the

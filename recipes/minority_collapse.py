@@ -10,7 +10,7 @@ set) falls. A fixed simplex-ETF classifier (Sec. 4.3) keeps every pair at
 -1/(K-1). summary.md gives both numbers and the per-class test accuracy.
 
     python recipes/minority_collapse.py --preset paper --data-dir DATA    # GPU, hours
-    python recipes/minority_collapse.py --preset smoke --data-dir ../shared/data
+    python recipes/minority_collapse.py --preset smoke --data-dir DATA
 
 The paper preset is ResNet18 on CIFAR-10 in the setting of Sec. 4.1 with
 R = 100 (5000 and 50 images per class); the smoke preset an MLP (width 256,

@@ -8,7 +8,7 @@ smoothing, CE against (1 - 0.1) e_y + 0.1/K; focal loss, -(1 - p_y)^2 log p_y
 (Zhou et al., NeurIPS 2022, "Are all losses created equal?").
 
     python recipes/nc_losses.py --preset paper --data-dir DATA    # GPU, hours
-    python recipes/nc_losses.py --preset smoke --data-dir ../shared/data
+    python recipes/nc_losses.py --preset smoke --data-dir DATA
 
 The paper preset is the setting of Sec. 4.1 (ResNet18, CIFAR-10, SGD lr 0.05,
 batch 128, 200 epochs, weight decay 5e-4); the smoke preset an MLP (width

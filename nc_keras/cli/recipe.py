@@ -35,7 +35,7 @@ def recipe_main(recipe, description, argv=None):
                              "on a CPU that still shows the trend; cpu (where offered): reaches "
                              "100%% training accuracy on a 2-core CPU in about 10-15 minutes "
                              "(default: smoke)")
-    parser.add_argument("--data-dir", help="local data (e.g. ../shared/data); see nc_keras.data")
+    parser.add_argument("--data-dir", help="local data: a folder holding MNIST IDX files, a CIFAR-10 archive or class-folder tree, or tfds data (see nc_keras.data)")
     parser.add_argument("--output-dir",
                         help=f"where runs, figure.png and summary.md go (default: {recipe.output_dir}/PRESET)")
     parser.add_argument("--dataset", help="override the preset's dataset (see `nc-keras train --help`)")
