@@ -51,7 +51,8 @@ class TrainConfig:
     )
     stem: str = dataclasses.field(
         default="imagenet",
-        metadata={"help": "ResNet stem: imagenet (7x7 + max-pool, Sec. 4.1) or cifar (3x3, Sec. 4.3)"},
+        metadata={"help": "ResNet stem: imagenet (7x7 + max-pool, Sec. 4.1) or cifar (3x3, Sec. 4.3); "
+                  "resnet18_adapt always has the cifar one"},
     )
     width: int | None = dataclasses.field(
         default=None, metadata={"help": "resnet18_adapt: first-stage width k; mlp: hidden width"}
@@ -72,6 +73,12 @@ class TrainConfig:
         default=None, metadata={"help": "batch size; default 128 (sgd), 64 (adam), 2048 (lbfgs)"}
     )
     epochs: int = dataclasses.field(default=200, metadata={"help": "number of epochs"})
+    max_steps: int | None = dataclasses.field(
+        default=None,
+        metadata={"help": "train on at most this many batches per epoch (the first ones of "
+                  "each epoch's shuffle; the data is not repeated): a quick pre-flight run "
+                  "of a full-size configuration"},
+    )
     lr_drop_every: int = dataclasses.field(
         default=40, metadata={"help": "divide the learning rate every this many epochs (0: never)"}
     )
@@ -143,6 +150,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}.")
         if self.lr_drop_every < 0:
             raise ValueError(f"lr_drop_every must be >= 0; got {self.lr_drop_every}.")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"max_steps must be None or >= 1; got {self.max_steps}.")
         backend.check_replication(self.strategy, self.devices)
         rate, batch = OPTIMIZER_DEFAULTS[self.optimizer]
         return dataclasses.replace(
@@ -151,7 +160,32 @@ class TrainConfig:
             batch_size=batch if self.batch_size is None else self.batch_size,
             lambda_h=self.weight_decay if self.lambda_h is None else self.lambda_h,
             label=self.label or Path(self.output_dir).name,
+            **effective_architecture(self.model, self.stem, self.width, self.depth),
         )
+
+
+def effective_architecture(model, stem, width, depth):
+    """The stem, width and depth that `model` is built with, given the options.
+
+    So that config.json says what ran: resnet18_adapt always has the CIFAR
+    stem, an MLP or DenseNet none, and an unset width or depth is the
+    builder's default (`nc_keras.models`).
+    """
+    import inspect
+
+    from nc_keras import models
+
+    defaults = {
+        name: parameter.default
+        for name, parameter in inspect.signature(getattr(models, model)).parameters.items()
+    }
+    if model == "resnet18_adapt":
+        return dict(stem="cifar", width=width or defaults["width"], depth=None)
+    if model == "mlp":
+        return dict(stem=None, width=width or defaults["width"], depth=depth or defaults["depth"])
+    if model.startswith("resnet"):
+        return dict(stem=stem, width=None, depth=None)
+    return dict(stem=None, width=None, depth=None)
 
 
 def learning_rate_schedule(config):
