@@ -62,36 +62,54 @@ def _shared(configs, key):
 
 
 def _architecture(config):
-    """The model's name, width and stem as built, also for configs written
+    """(model title, width, depth, stem) as built, also for configs written
     before config.json recorded the effective ones."""
     from nc_keras.train.config import effective_architecture
 
     model = config.get("model")
     if model not in MODEL_TITLES:
-        return str(model)
+        return str(model), None, None, None
     built = effective_architecture(model, config.get("stem"), config.get("width"), config.get("depth"))
-    text = MODEL_TITLES[model]
-    if model == "mlp":
-        text += f" {built['depth']} x {built['width']}"
-    elif built["width"]:
-        text += f" width {built['width']}"
-    if built["stem"]:
-        text += f" ({built['stem'].replace('imagenet', 'ImageNet').replace('cifar', 'CIFAR')} stem)"
-    return text
+    stem = built["stem"] and {"imagenet": "ImageNet", "cifar": "CIFAR"}.get(built["stem"], built["stem"])
+    return MODEL_TITLES[model], built["width"], built["depth"], stem
+
+
+def _model_text(title, widths, depths, stem):
+    """E.g. "ResNet18 width 8 (CIFAR stem)", "MLP 3 x 256", "MLP of depth 3"."""
+    width = widths.pop() if len(widths) == 1 else None
+    depth = depths.pop() if len(depths) == 1 else None
+    if depth and width:
+        text = f"{title} {depth} x {width}"
+    else:
+        text = title + (f" width {width}" if width else "") + (f" of depth {depth}" if depth else "")
+    return text + (f" ({stem} stem)" if stem else "")
 
 
 def _model(configs):
-    architectures = list(dict.fromkeys(_architecture(config) for config in configs))
-    text = architectures[0] if len(architectures) == 1 else "models per legend"
+    """The architectures; widths, depths and d named once when the runs share them."""
+    groups = {}
+    for config in configs:
+        title, width, depth, stem = _architecture(config)
+        group = groups.setdefault((title, stem), (set(), set()))
+        group[0].add(width)
+        group[1].add(depth)
+    text = " and ".join(
+        _model_text(title, set(widths), set(depths), stem)
+        for (title, stem), (widths, depths) in groups.items()
+    )
+    if any(len(widths) > 1 for widths, _ in groups.values()):
+        text += ", widths per legend"
+    # d: the built one (config.json's "built"), else only whether it varies.
     dims = {(config.get("built") or {}).get("feature_dim") for config in configs}
-    classifiers = {config.get("classifier", "learned") for config in configs}
+    if None in dims:
+        dims = {None} if len({config.get("feature_dim") for config in configs}) == 1 else {None, 0}
     if len(dims) == 1 and None not in dims:
         text += f", d = {dims.pop()}"
     elif len(dims) == 2 and None not in dims:
         text += f", d = {' or '.join(map(str, sorted(dims, reverse=True)))} (per legend)"
     elif len(dims) > 1:
         text += ", d per legend"
-    if classifiers == {"etf"}:
+    if {config.get("classifier", "learned") for config in configs} == {"etf"}:
         text += ", fixed ETF classifier"
     return text
 

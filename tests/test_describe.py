@@ -29,7 +29,12 @@ def test_settings_that_differ_are_left_to_the_legend():
     assert optimizers.startswith("ResNet18 (ImageNet stem)")
     assert optimizers.endswith("200 epochs; optimizer per legend")
     widths = describe_runs(_configs("random_labels", "paper"))
-    assert widths.startswith("models per legend; CIFAR-10 with random labels")
+    assert widths.startswith(
+        "ResNet18 (CIFAR stem) and MLP of depth 4, widths per legend; CIFAR-10 with random labels"
+    )
+    assert describe_runs(_configs("random_labels", "smoke")).startswith(
+        "MLP of depth 3, widths per legend; CIFAR-10"
+    )
 
 
 def test_preflight_options_and_the_built_feature_dimension_are_named():
@@ -46,6 +51,8 @@ def test_preflight_options_and_the_built_feature_dimension_are_named():
 
 def test_configs_written_before_the_effective_stem_was_recorded():
     # Older config.json files of resnet18_adapt runs say "imagenet".
-    config = dict(_configs("fixed_etf", "smoke")[0], stem="imagenet")
-    assert describe_runs([config]).startswith("ResNet18 width 8 (CIFAR stem)")
+    configs = [dict(config, stem="imagenet") for config in _configs("fixed_etf", "smoke")]
+    assert describe_runs(configs[:1]).startswith("ResNet18 width 8 (CIFAR stem);")
+    # Without a recorded d, only that it varies.
+    assert describe_runs(configs).startswith("ResNet18 width 8 (CIFAR stem), d per legend;")
     assert describe_runs([]) == ""

@@ -100,7 +100,9 @@ class TrainConfig:
     output_dir: str = dataclasses.field(default="runs/run", metadata={"help": "where results are written"})
     nc_every: int = dataclasses.field(default=1, metadata={"help": "measure NC every this many epochs"})
     nc_max_samples: int | None = dataclasses.field(
-        default=None, metadata={"help": "measure NC on the first n samples of each split only"}
+        default=None,
+        metadata={"help": "measure NC on a balanced subset of n samples of each split only "
+                  "(the first n // K of each class)"},
     )
     checkpoints: bool = dataclasses.field(
         default=False, metadata={"help": "save checkpoints/epoch_NNNN.keras after every epoch"}
