@@ -24,6 +24,7 @@ DATASET_TITLES = {
     "folder": "image folder",
 }  # fmt: skip
 OPTIMIZER_TITLES = {"sgd": "SGD", "adam": "Adam", "lbfgs": "L-BFGS"}
+LOSS_TITLES = {"mse": "MSE", "label_smoothing": "label-smoothing", "focal": "focal"}
 
 
 def read_configs(run_dirs):
@@ -115,6 +116,8 @@ def _model(configs):
 
 
 def _per_class(value, split):
+    if isinstance(value, (list, tuple)):  # a class-imbalanced subset
+        return f"{max(value)} to {min(value)} {split}"
     return f"{value} {split}" if value else f"all {split}"
 
 
@@ -126,6 +129,9 @@ def _data(configs):
         text += f", {_per_class(train, 'train')} / {_per_class(test, 'test')} images per class"
     else:
         text += ", full train and test sets"
+    ratio = _shared(configs, "imbalance_ratio")
+    if ratio:
+        text += f", long-tailed (imbalance ratio {ratio:g})"
     if _shared(configs, "augment"):
         text += ", augmented"
     nc_samples = _shared(configs, "nc_max_samples")
@@ -140,6 +146,11 @@ def _training(configs):
     steps = _shared(configs, "max_steps")
     if steps:
         text += f" of at most {steps} batch{'es' if steps != 1 else ''}"
+    loss = _shared(configs, "loss")
+    if loss is None:
+        text += "; loss per legend"
+    elif loss != "ce":
+        text += f"; {LOSS_TITLES.get(loss, loss)} loss"
     optimizer = _shared(configs, "optimizer")
     if optimizer is None:
         return text + "; optimizer per legend"

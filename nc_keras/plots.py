@@ -31,13 +31,21 @@ PANELS = {
                     lambda v: 100 * (1 - v)),
     "ncc_mismatch": ("NCC mismatch", ("ncc_mismatch",), False, None),
     "loss": ("training loss", ("loss",), True, None),
+    "minority_cosine": ("minority classifier cosine", ("minority_cosine",), False, None),
+    "test_minority_accuracy": (
+        "test minority accuracy (%)", ("val_minority_accuracy",), False, lambda v: 100 * v,
+    ),
 }
 # The paper's figures: Fig. 3 (optimizers), Fig. 4 (random labels),
-# Fig. 5 (fixed classifier), and the default, everything at once.
+# Fig. 5 (fixed classifier), minority collapse under class imbalance (Fang
+# et al. 2021), and the default, everything at once.
 LAYOUTS = {
     "fig3": ("nc1", "nc2", "nc3", "nc4", "train_accuracy", "test_accuracy"),
     "fig4": ("nc1", "nc2", "nc3", "train_error"),
     "fig5": ("nc1", "nc3", "train_accuracy", "test_accuracy"),
+    "minority": (
+        "nc1", "nc2", "minority_cosine", "train_accuracy", "test_accuracy", "test_minority_accuracy",
+    ),
     "default": ("nc1", "nc2", "nc3", "nc4", "train_accuracy", "test_accuracy"),
 }
 

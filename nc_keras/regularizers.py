@@ -1,7 +1,7 @@
 """Weight decay written as the paper writes it: lambda/2 ||x||^2.
 
 `keras.regularizers.L2(l)` adds l * sum(x^2), without the 1/2 of eq. (2)
-and (3) (SPEC section 6); `HalfL2(l)` adds l/2 * sum(x^2), so that its
+and (3) of Zhu et al. 2021; `HalfL2(l)` adds l/2 * sum(x^2), so that its
 gradient is l * x, the same as PyTorch's coupled weight decay.
 """
 

@@ -62,11 +62,15 @@ class Dataset:
             and gives what only it knows (e.g. a folder's classes).
         classes: class names in label order (None: the source says).
         input_shape: one preprocessed image, HWC (None: the source says).
-        split_sizes: examples per split (None: the source says).
+        split_sizes: examples per split (None: the source says); local files
+            of a public dataset must hold exactly these.
         mean, std: per-channel normalization on the [0, 1] scale; None: not
             normalized, or the source says.
         random_labels: replace every label by a seeded, balanced random
             assignment (`synthetic.balanced_random_labels`; Sec. 4.2).
+        balanced: every class holds split size / number of classes examples.
+            With `split_sizes`, local files are checked against it
+            (`nc_keras.data.integrity`), so a cut file is refused.
     """
 
     name: str
@@ -78,6 +82,7 @@ class Dataset:
     mean: tuple | None = None
     std: tuple | None = None
     random_labels: bool = False
+    balanced: bool = False
 
     @property
     def options(self):
@@ -121,6 +126,7 @@ DATASETS = {
             split_sizes=_CIFAR10_SIZES,
             mean=CIFAR10_MEAN,
             std=CIFAR10_STD,
+            balanced=True,
         ),
         Dataset(
             "mnist",
@@ -146,6 +152,7 @@ DATASETS = {
             mean=CIFAR10_MEAN,
             std=CIFAR10_STD,
             random_labels=True,
+            balanced=True,
         ),
         Dataset(
             "random_pixels",

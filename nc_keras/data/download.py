@@ -4,9 +4,17 @@ tfds's own downloader retries for minutes when offline, so a download is
 tried only after `host_reachable` says the dataset's host answers within a
 few seconds. Tests stand in for the network by replacing
 `nc_keras.data.download.host_reachable`.
+
+Probing a data dir for prepared data (`builder`, `is_prepared`) makes tfds
+log "Variant folder <dir> has no dataset_info.json" on absl's logger for
+every version folder it looks at, prepared or not (about 18 per recipe
+run); nc_keras probes before it reads local files, so the message says
+nothing useful. The probe drops that message only (`_quiet_variant_probe`).
 """
 
+import contextlib
 import http.client
+import logging
 
 import numpy as np
 
@@ -20,9 +28,32 @@ def builder(name, data_dir):
     try:
         import tensorflow_datasets as tfds
 
-        return tfds.builder(name, data_dir=data_dir)
+        with _quiet_variant_probe():
+            return tfds.builder(name, data_dir=data_dir)
     except Exception:  # noqa: BLE001 - tfds missing or broken: other sources remain
         return None
+
+
+def is_prepared(builder):
+    """Whether tfds has prepared the builder's dataset in its data dir."""
+    with _quiet_variant_probe():
+        return builder.is_prepared()
+
+
+def _not_variant_folder_warning(record):
+    """A logging filter: False (drop) for tfds's "Variant folder ... has no ..."."""
+    return not (isinstance(record.msg, str) and record.msg.startswith("Variant folder ") and " has no " in record.msg)
+
+
+@contextlib.contextmanager
+def _quiet_variant_probe():
+    """Drop tfds's "Variant folder ... has no ..." from absl's logger meanwhile."""
+    absl_logger = logging.getLogger("absl")
+    absl_logger.addFilter(_not_variant_folder_warning)
+    try:
+        yield
+    finally:
+        absl_logger.removeFilter(_not_variant_folder_warning)
 
 
 def read_prepared(builder, split, image_size):

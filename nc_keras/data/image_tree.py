@@ -2,10 +2,18 @@
 
 A tree is `train/<class>/*.png|jpg|jpeg|bmp|gif` and `test/<class>/...`;
 classes are the sorted folder names of `train/` (label k is the k-th), files
-are taken in sorted name order. A tarball holds such a tree (members
+are taken in sorted name order. Hidden folders and files (names starting
+with ".", e.g. Jupyter's `.ipynb_checkpoints` or macOS's `._*`) are not
+part of the tree: as a class they would shift every label. An empty class
+folder is refused. A tarball holds such a tree (members
 `[top/]train/<class>/<file>`) and is read straight from the archive, never
 unpacked: reading 60,000 small members takes seconds where writing them out
 as files takes far longer.
+
+A tarball is read to its end (`tarball_images`), every image must decode
+(a corrupt one is named), and a public dataset's tree or tarball must hold
+its catalogue entry's classes and counts (`integrity.Expected`); only then
+is the decode cached.
 
 Decoding images is the slow part (CIFAR-10 JPEG: about 15 s on 2 cores), so
 the decoded uint8 arrays are cached as uncompressed `.npz` files in
@@ -25,6 +33,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from nc_keras.data.integrity import REFETCH, CorruptDataError, reading
 from nc_keras.data.readers import SPLITS, DataNotFoundError, folders_phrase
 from nc_keras.run_folder import save_npz
 
@@ -58,13 +67,13 @@ class ClassTree:
     folders: tuple = ("",)
     channels: int = 3
 
-    def read(self, data_dir, split, title, classes):
+    def read(self, data_dir, split, expected):
         """((images, labels, description) or None, places searched)."""
         searched = []
         for tree in (data_dir / sub for sub in self.folders):
             if (tree / "train").is_dir() and (tree / "test").is_dir():
-                check_classes(tree_classes(tree / "train"), classes, tree)
-                images, labels, _ = decoded_tree(tree, split, self.channels, None)
+                check_classes(tree_classes(tree / "train"), expected.classes, tree)
+                images, labels, _ = decoded_tree(tree, split, self.channels, None, expected)
                 return (images, labels, f"image tree {tree}"), searched
             searched.append(f"class-folder tree {tree}/train, {tree}/test")
         return None, searched
@@ -83,12 +92,11 @@ class TreeTarball:
     name: str
     channels: int = 3
 
-    def read(self, data_dir, split, title, classes):
+    def read(self, data_dir, split, expected):
         tarball = data_dir / self.name
         if not tarball.is_file():
-            return None, [f"{title} tarball {tarball}"]
-        splits, found = decoded_tarball(tarball, self.channels)
-        check_classes(found, classes, tarball)
+            return None, [f"{expected.title} tarball {tarball}"]
+        splits = decoded_tarball(tarball, self.channels, expected)
         return (*splits[split], f"tarball {tarball}"), []
 
     def hint(self, title, classes):
@@ -133,23 +141,42 @@ def folder_stats(root, channels, image_size, mean=None, std=None):
 # Listing and decoding
 
 
+def visible(name):
+    """False for hidden names ("."-prefixed): tools' folders and files, not data."""
+    return not name.startswith(".")
+
+
+def is_image(name):
+    return visible(name) and PurePosixPath(name).suffix.lower() in IMAGE_SUFFIXES
+
+
 def tree_classes(split_dir):
-    """Sorted class folder names of `split_dir`."""
-    classes = tuple(sorted(p.name for p in split_dir.iterdir() if p.is_dir()))
+    """Sorted class folder names of `split_dir`, hidden folders left out."""
+    classes = tuple(sorted(p.name for p in split_dir.iterdir() if p.is_dir() and visible(p.name)))
     if not classes:
         raise DataNotFoundError(f"{split_dir} has no class folders")
     return classes
 
 
 def tree_files(split_dir, classes):
-    """Image paths and labels, classes in the given order, files sorted by name."""
+    """Image paths and labels, classes in the given order, files sorted by name.
+
+    A class may lack a folder (in test/), but a folder must hold images.
+    """
     found = tree_classes(split_dir)
     if not set(found) <= set(classes):
         raise ValueError(f"{split_dir} has class folders {sorted(set(found) - set(classes))} not in train/")
     paths, labels = [], []
     for label, class_name in enumerate(classes):
         folder = split_dir / class_name
-        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []
+        if not folder.is_dir():
+            continue
+        files = sorted(p for p in folder.iterdir() if p.is_file() and is_image(p.name))
+        if not files:
+            raise ValueError(
+                f"class folder {folder} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}; hidden "
+                f"files are ignored): add its images, or remove it if it is not a class"
+            )
         paths += files
         labels += [label] * len(files)
     if not paths:
@@ -158,14 +185,17 @@ def tree_files(split_dir, classes):
 
 
 @lru_cache(maxsize=4)
-def decoded_tree(root, split, channels, image_size):
+def decoded_tree(root, split, channels, image_size, expected=None):
     """(images uint8 NHWC, labels, classes) of root/split, cached on disk.
 
     `image_size` (h, w) resizes every image (bilinear); None keeps their
-    size, which must then be the same for all.
+    size, which must then be the same for all. `expected`
+    (`integrity.Expected`) checks a public dataset's counts, before decoding.
     """
     classes = tree_classes(root / "train")
     paths, labels = tree_files(root / split, classes)
+    if expected is not None:
+        expected.check(split, labels, root / split)
     fingerprint = hashlib.sha256(repr((str(root.resolve()), split, channels, image_size)).encode())
     for path in paths:
         stat = path.stat()
@@ -175,17 +205,19 @@ def decoded_tree(root, split, channels, image_size):
         with np.load(cached) as arrays:
             return arrays["images"], arrays["labels"], classes
     encoded = [path.read_bytes() for path in paths]
-    images = decode_images(encoded, channels, image_size, where=f"{root / split} ({paths[0].name})")
+    images = decode_images(encoded, [str(path) for path in paths], channels, image_size)
     save_npz(cached, images=images, labels=labels)
     return images, labels, classes
 
 
 @lru_cache(maxsize=2)
-def decoded_tarball(tarball, channels):
-    """({split: (images, labels)}, classes) of a tarball of a class-folder tree.
+def decoded_tarball(tarball, channels, expected):
+    """{split: (images, labels)} of a tarball of a public dataset's class-folder tree.
 
-    One streaming pass over the archive; cached on disk, keyed by the
-    tarball's path, size and modification time.
+    One pass over the archive, read to its end; its classes and counts are
+    checked against `expected` (`integrity.Expected`) and every image must
+    decode before the result is cached on disk, keyed by the tarball's path,
+    size and modification time. A cache hit is checked again (labels only).
     """
     stat = tarball.stat()
     stamp = repr((str(tarball.resolve()), stat.st_size, stat.st_mtime_ns, channels))
@@ -194,52 +226,107 @@ def decoded_tarball(tarball, channels):
     if cached.is_file():
         with np.load(cached) as arrays:
             splits = {s: (arrays[f"{s}_images"], arrays[f"{s}_labels"]) for s in SPLITS}
-            return splits, tuple(arrays["classes"].tolist())
+            classes = tuple(arrays["classes"].tolist())
+        _check_tarball(tarball, classes, {s: labels for s, (_, labels) in splits.items()}, expected)
+        return splits
+    members = tarball_images(tarball)
+    classes = tuple(sorted({class_name for class_name, _, _ in members["train"]}))
+    if not classes:
+        raise DataNotFoundError(f"{tarball} holds no train/<class>/<image> members")
+    labels = {}
+    for split, found in members.items():
+        if not found or not {class_name for class_name, _, _ in found} <= set(classes):
+            raise ValueError(f"{tarball}: {split}/ is empty or has classes not in train/")
+        found.sort(key=lambda item: (classes.index(item[0]), PurePosixPath(item[1]).name))
+        labels[split] = np.asarray([classes.index(class_name) for class_name, _, _ in found], np.int64)
+    _check_tarball(tarball, classes, labels, expected)
+    splits = {}
+    for split, found in members.items():
+        names = [f"member {member} of {tarball}" for _, member, _ in found]
+        splits[split] = (decode_images([data for _, _, data in found], names, channels, None), labels[split])
+    arrays = {f"{s}_{kind}": splits[s][i] for s in SPLITS for i, kind in enumerate(("images", "labels"))}
+    save_npz(cached, classes=np.asarray(classes), **arrays)
+    return splits
+
+
+def _check_tarball(tarball, classes, labels, expected):
+    check_classes(classes, expected.classes, tarball)
+    for split, split_labels in labels.items():
+        expected.check(split, split_labels, tarball)
+
+
+def tarball_images(tarball):
+    """{split: [(class, member name, bytes)]}: the images of a tree tarball, read to its end.
+
+    tarfile's stream mode ("r|*") takes a cut or damaged header for the end
+    of the archive and never checks gzip's trailer: a tarball cut at 99.5%
+    loaded as a smaller dataset. So the archive is opened through gzip's,
+    bz2's or lzma's own reader ("r:*"), which raises at a cut and checks the
+    trailer's checksum when read to the end, and what follows the last
+    member must be tar's end-of-archive blocks (zeros, at least two).
+    `CorruptDataError` names the tarball, and the member when a member's
+    data is cut.
+    """
     members = {split: [] for split in SPLITS}
-    with tarfile.open(tarball, "r|*") as archive:
+    with reading(tarball), tarfile.open(tarball, "r:*") as archive:
         for member in archive:
             parts = PurePosixPath(member.name).parts
             if (
                 member.isfile()
                 and len(parts) >= 3
                 and parts[-3] in members
-                and PurePosixPath(parts[-1]).suffix.lower() in IMAGE_SUFFIXES
+                and visible(parts[-2])
+                and is_image(parts[-1])
             ):
-                members[parts[-3]].append((parts[-2], parts[-1], archive.extractfile(member).read()))
-    classes = tuple(sorted({class_name for class_name, _, _ in members["train"]}))
-    if not classes:
-        raise DataNotFoundError(f"{tarball} holds no train/<class>/<image> members")
-    splits = {}
-    for split, found in members.items():
-        found.sort(key=lambda item: (classes.index(item[0]) if item[0] in classes else -1, item[1]))
-        if not found or found[0][0] not in classes:
-            raise ValueError(f"{tarball}: {split}/ is empty or has classes not in train/")
-        labels = np.asarray([classes.index(class_name) for class_name, _, _ in found], np.int64)
-        images = decode_images([data for _, _, data in found], channels, None, where=f"{tarball}:{split}")
-        splits[split] = (images, labels)
-    arrays = {f"{s}_{kind}": splits[s][i] for s in SPLITS for i, kind in enumerate(("images", "labels"))}
-    save_npz(cached, classes=np.asarray(classes), **arrays)
-    return splits, classes
+                with reading(tarball, member.name):
+                    data = archive.extractfile(member).read()
+                members[parts[-3]].append((parts[-2], member.name, data))
+        _read_end_of_archive(archive, tarball)
+    return members
 
 
-def encoded_image_size(encoded):
-    """(height, width) of one encoded image (bytes)."""
+def _read_end_of_archive(archive, tarball):
+    # After the loop, `archive.offset` is where the header that ended it
+    # starts: tar's first zero block, or a cut or damaged header.
+    stream = archive.fileobj
+    stream.seek(archive.offset)
+    zeros = 0
+    while chunk := stream.read(1 << 16):  # to the end: gzip checks its trailer here
+        if chunk.count(0) != len(chunk):
+            raise CorruptDataError(
+                f"{tarball} is corrupt: a damaged member header at byte {archive.offset:,} of the "
+                f"unpacked archive ends its listing early; {REFETCH}"
+            )
+        zeros += len(chunk)
+    if zeros < 2 * tarfile.BLOCKSIZE:
+        raise CorruptDataError(
+            f"{tarball} is truncated: it ends at byte {archive.offset + zeros:,} of the unpacked "
+            f"archive without tar's end-of-archive marker; {REFETCH}"
+        )
+
+
+def encoded_image_size(encoded, name):
+    """(height, width) of one encoded image (bytes); `CorruptDataError` naming `name`."""
     import tensorflow as tf
 
-    shape = tf.io.decode_image(encoded, expand_animations=False).shape
+    try:
+        shape = tf.io.decode_image(encoded, expand_animations=False).shape
+    except tf.errors.InvalidArgumentError as error:
+        raise _corrupt_image(name, error) from None
     return int(shape[0]), int(shape[1])
 
 
-def decode_images(encoded, channels, size, where):
+def decode_images(encoded, names, channels, size):
     """Decode PNG/JPEG/BMP/GIF byte strings into one uint8 NHWC array.
 
     `size` (h, w) resizes each image (bilinear, rounded back to uint8); None
-    requires every image to have the first one's size (`ValueError`
-    otherwise, naming `where`).
+    requires every image to have the first one's size. An image that does
+    not decode (`CorruptDataError`) or has another size (`ValueError`) is
+    named by its entry of `names`.
     """
     import tensorflow as tf
 
-    height, width = size or encoded_image_size(encoded[0])
+    height, width = size or encoded_image_size(encoded[0], names[0])
 
     def decode(data):
         image = tf.io.decode_image(data, channels=channels, expand_animations=False)
@@ -254,7 +341,35 @@ def decode_images(encoded, channels, size, where):
     try:
         return np.concatenate([batch.numpy() for batch in dataset])
     except tf.errors.InvalidArgumentError as error:
-        raise ValueError(
-            f"images in {where} differ in size from the first one ({height}x{width}); "
-            f"pass image_size=(height, width) to resize them"
-        ) from error
+        batch_error = error
+    # The batch's error names no image: find the first that fails, then why.
+    bad = _first_failing(encoded, decode)
+    if bad is None:  # only failed in the batch: nothing better to say
+        raise batch_error
+    try:
+        shape = tuple(tf.io.decode_image(encoded[bad], channels=channels, expand_animations=False).shape)
+    except tf.errors.InvalidArgumentError as error:
+        raise _corrupt_image(names[bad], error) from None
+    raise ValueError(
+        f"{names[bad]} is {shape[0]}x{shape[1]} but {names[0]}, the first image, is "
+        f"{height}x{width}; pass image_size=(height, width) to resize them"
+    )
+
+
+def _first_failing(encoded, decode):
+    """Index of the first encoded image that `decode` fails on (None: none fails)."""
+    import tensorflow as tf
+
+    indexed = tf.data.Dataset.from_tensor_slices((np.arange(len(encoded)), encoded))
+    # Returning the image keeps the decode from being pruned from the map.
+    decoded = indexed.map(lambda i, data: (i, decode(data)), num_parallel_calls=tf.data.AUTOTUNE)
+    passed = {int(i) for batch, _ in decoded.ignore_errors().batch(1024) for i in batch.numpy()}
+    return next((i for i in range(len(encoded)) if i not in passed), None)
+
+
+def _corrupt_image(name, error):
+    reason = error.message.splitlines()[0] if error.message else type(error).__name__
+    return CorruptDataError(
+        f"{name} is corrupt: it does not decode as PNG, JPEG, BMP or GIF ({reason}); "
+        f"replace it (or the archive holding it) with a good copy"
+    )

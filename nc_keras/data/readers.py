@@ -4,7 +4,9 @@ Each reader returns uint8 images (N, H, W, C) and int64 labels in the order
 the files store them. `IdxFiles` and `CifarPickles` are the local layouts a
 catalogue entry's `Files` source searches under `data_dir` (the class-folder
 layouts are in `nc_keras.data.image_tree`); a layout's `read` returns the
-arrays, or None plus the places it looked in.
+arrays, or None plus the places it looked in. Every file is read to its end
+and what it holds is checked against the entry (`integrity.Expected`), so a
+cut or damaged file raises `integrity.CorruptDataError` naming it.
 
 `resize_like_pil` is the MNIST preprocessing of the paper's reference code
 (torchvision's `Resize(32)` on a PIL image).
@@ -19,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from nc_keras.data.integrity import REFETCH, CorruptDataError, reading
+
 SPLITS = ("train", "test")
 
 
@@ -27,18 +31,28 @@ class DataNotFoundError(FileNotFoundError):
 
 
 def read_idx(path):
-    """Read an IDX file (gzipped or raw): big-endian header, uint8 payload."""
+    """Read an IDX file (gzipped or raw): big-endian header, uint8 payload.
+
+    `CorruptDataError` when the file is cut short (the payload is smaller
+    than the header's shape, or the gzip stream ends early) or damaged.
+    """
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as handle:
+    with reading(path), opener(path, "rb") as handle:
         data = handle.read()
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
-        raise ValueError(f"{path} is not an IDX file of unsigned bytes")
+        raise CorruptDataError(f"{path} is not an IDX file of unsigned bytes: {REFETCH}")
     ndim = data[3]
+    header_size = 4 + 4 * ndim
+    if len(data) < header_size:
+        raise CorruptDataError(f"{path} is truncated inside its header: {REFETCH}")
     shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    payload = np.frombuffer(data, np.uint8, offset=4 + 4 * ndim)
+    payload = np.frombuffer(data, np.uint8, offset=header_size)
     if payload.size != int(np.prod(shape)):
-        raise ValueError(f"{path}: header says {shape}, payload has {payload.size} bytes")
+        problem = "truncated" if payload.size < int(np.prod(shape)) else "corrupt"
+        raise CorruptDataError(
+            f"{path} is {problem}: header says {shape}, payload has {payload.size} bytes; {REFETCH}"
+        )
     return payload.reshape(shape)
 
 
@@ -65,9 +79,8 @@ class IdxFiles:
         ("test", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
     )
 
-    def read(self, data_dir, split, title, classes):
+    def read(self, data_dir, split, expected):
         """((images, labels, description) or None, places searched)."""
-        del classes  # IDX labels are the class indices already
         image_stem, label_stem = next(stems for name, *stems in self.stems if name == split)
         searched = []
         for folder in (data_dir / sub for sub in self.folders):
@@ -75,9 +88,14 @@ class IdxFiles:
             if images_path and labels_path:
                 images, labels = read_idx(images_path), read_idx(labels_path).astype(np.int64)
                 if len(images) != len(labels):
-                    raise ValueError(f"{folder}: {len(images)} images but {len(labels)} labels for {split}")
+                    raise CorruptDataError(
+                        f"{folder}: {len(images)} images but {len(labels)} labels for {split} "
+                        f"({images_path.name}, {labels_path.name}): one of them is truncated or "
+                        f"from another split; {REFETCH}"
+                    )
+                expected.check(split, labels, labels_path)
                 return (images[..., None], labels, f"IDX files in {folder}"), searched
-            searched.append(f"{title} IDX files in {folder}")
+            searched.append(f"{expected.title} IDX files in {folder}")
         return None, searched
 
     def hint(self, title, classes):
@@ -91,11 +109,13 @@ class CifarPickles:
 
     folder: str = "cifar-10-batches-py"
 
-    def read(self, data_dir, split, title, classes):
+    def read(self, data_dir, split, expected):
         folder = data_dir / self.folder
         if not (folder / "test_batch").is_file():
-            return None, [f"{title} python pickles in {folder}"]
-        return (*read_cifar_pickles(folder, split), f"pickles in {folder}"), []
+            return None, [f"{expected.title} python pickles in {folder}"]
+        images, labels = read_cifar_pickles(folder, split)
+        expected.check(split, labels, folder)
+        return (images, labels, f"pickles in {folder}"), []
 
     def hint(self, title, classes):
         return f"torchvision's {self.folder}/"
@@ -105,12 +125,21 @@ def read_cifar_pickles(folder, split):
     """(images, labels) of one split from `data_batch_1..5` or `test_batch`."""
     names = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
     images, labels = [], []
-    for batch_name in names:
-        with open(Path(folder) / batch_name, "rb") as handle:
+    for path in (Path(folder) / name for name in names):
+        with reading(path), open(path, "rb") as handle:
             batch = pickle.load(handle, encoding="bytes")
-        # Rows are 3072 bytes: the red plane, then green, then blue (CHW).
-        images.append(np.asarray(batch[b"data"], np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
-        labels.append(np.asarray(batch[b"labels"], np.int64))
+            if handle.read(1):  # a pickle ends where its data does
+                raise CorruptDataError(f"{path} is corrupt: bytes follow the pickled batch; {REFETCH}")
+        try:
+            # Rows are 3072 bytes: the red plane, then green, then blue (CHW).
+            rows = np.asarray(batch[b"data"], np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+            row_labels = np.asarray(batch[b"labels"], np.int64)
+        except (KeyError, TypeError, ValueError) as error:
+            raise CorruptDataError(f"{path} is not a CIFAR-10 batch ({error!r}): {REFETCH}") from error
+        if len(rows) != len(row_labels):
+            raise CorruptDataError(f"{path} holds {len(rows)} images but {len(row_labels)} labels: {REFETCH}")
+        images.append(rows)
+        labels.append(row_labels)
     return np.concatenate(images), np.concatenate(labels)
 
 

@@ -14,7 +14,10 @@
      and the fixes.
   Local files are read directly, not through tfds: tfds checks the checksums
   of the downloaded .gz files, and a re-compressed copy fails them although
-  its contents are the original ones.
+  its contents are the original ones. Instead they are read to their end and
+  checked against the entry's classes and split sizes
+  (`nc_keras.data.integrity`): a cut or damaged file raises
+  `CorruptDataError` naming it.
 - `Bundled`: an array file shipped in `nc_keras/assets`.
 - `RandomPixels`: generated from the seed (`nc_keras.data.synthetic`).
 - `ClassFolders`: the user's class-folder tree at `data_dir`.
@@ -32,6 +35,7 @@ from typing import ClassVar
 
 from nc_keras.data import download as tfds_download
 from nc_keras.data import image_tree, readers, synthetic
+from nc_keras.data.integrity import Expected
 from nc_keras.data.readers import DataNotFoundError
 
 
@@ -85,9 +89,11 @@ class Files:
         local: the layouts searched under `data_dir`, in order
             (`readers.IdxFiles`, `readers.CifarPickles`,
             `image_tree.TreeTarball`, `image_tree.ClassTree`). A layout has
-            `read(data_dir, split, title, classes)` -> `((images, labels,
-            description) or None, places searched)` and `hint(title,
-            classes)`, its part of the not-found message.
+            `read(data_dir, split, expected)` -> `((images, labels,
+            description) or None, places searched)`, where `expected` is
+            the entry's `integrity.Expected`, which the layout checks what
+            it read against, and `hint(title, classes)`, its part of the
+            not-found message.
         image_size: (h, w) every image is resized to, as torchvision's
             `Resize` on PIL does (`readers.resize_like_pil`); images of that
             size are left as they are.
@@ -104,15 +110,17 @@ class Files:
         return {}
 
     def read(self, entry, split, data_dir, download, seed, options):
-        images, labels, where = self.arrays(split, data_dir, download, entry.classes)
+        sizes = tuple((entry.split_sizes or {}).items())
+        expected = Expected(self.title, entry.classes, sizes, entry.balanced)
+        images, labels, where = self.arrays(split, data_dir, download, expected)
         return ArrayFeed(images, labels, len(entry.classes), entry.mean, entry.std, where)
 
-    def arrays(self, split, data_dir, allow_download, classes):
+    def arrays(self, split, data_dir, allow_download, expected):
         """(images uint8 NHWC, labels, description) from the first source that has them."""
         searched = []
         for tfds_dir in ([str(data_dir)] if data_dir else []) + [None]:
             builder = tfds_download.builder(self.tfds_name, tfds_dir)
-            if builder is not None and builder.is_prepared():
+            if builder is not None and tfds_download.is_prepared(builder):
                 images, labels = tfds_download.read_prepared(builder, split, self.image_size)
                 return images, labels, f"tfds data in {builder.data_dir}"
             searched.append(
@@ -120,7 +128,7 @@ class Files:
             )
 
         if data_dir is not None:
-            found, local_searched = self._read_local(split, Path(data_dir).expanduser().resolve(), classes)
+            found, local_searched = self._read_local(split, Path(data_dir).expanduser().resolve(), expected)
             if found is not None:
                 return found
             searched += local_searched
@@ -139,7 +147,7 @@ class Files:
                 return images, labels, f"tfds data in {builder.data_dir}"
             except Exception as error:  # noqa: BLE001 - reported below, in one message
                 searched.append(f"tensorflow-datasets download: failed ({type(error).__name__}: {error})")
-        raise DataNotFoundError(self.not_found_message(searched, classes)) from None
+        raise DataNotFoundError(self.not_found_message(searched, expected.classes)) from None
 
     def not_found_message(self, searched, classes):
         layouts = [layout.hint(self.title, classes) for layout in self.local]
@@ -153,19 +161,19 @@ class Files:
             f"  - or pointing data_dir at local files: a directory holding {layouts}."
         )
 
-    def _read_local(self, split, data_dir, classes):
+    def _read_local(self, split, data_dir, expected):
         """((images, labels, description) or None, places searched) under data_dir.
 
         What was found is kept per process (read-only arrays, the last 4
         splits), so that loading a split again, e.g. for every evaluation,
         costs nothing; a miss is not kept, so files put there later are found.
         """
-        key = (self.tfds_name, split, data_dir)
+        key = (self.tfds_name, split, data_dir, expected)
         if key in _LOCAL_CACHE:
             return _LOCAL_CACHE[key], []
         searched = []
         for layout in self.local:
-            found, layout_searched = layout.read(data_dir, split, self.title, classes)
+            found, layout_searched = layout.read(data_dir, split, expected)
             searched += layout_searched
             if found is not None:
                 images, labels, where = found
@@ -179,7 +187,7 @@ class Files:
         return None, searched
 
 
-_LOCAL_CACHE = {}  # (tfds name, split, data_dir) -> (images, labels, description)
+_LOCAL_CACHE = {}  # (tfds name, split, data_dir, expected) -> (images, labels, description)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -249,7 +257,7 @@ class ClassFolders:
             height, width = opts["image_size"]
         else:
             first = image_tree.tree_files(root / "train", classes)[0][0]
-            height, width = image_tree.encoded_image_size(first.read_bytes())
+            height, width = image_tree.encoded_image_size(first.read_bytes(), first)
         mean, std = self._stats(root, opts)
         return {
             "class_names": classes,

@@ -18,6 +18,30 @@ def variant_folder(output_dir, label):
     return Path(output_dir) / label.replace(" ", "_").replace("/", "-")
 
 
+def per_class_accuracy_table(run_dirs, labels, prefix="val_"):
+    """Markdown table of each run's per-class accuracy at its last NC measurement.
+
+    Read from the runs' `nc_history` (class_correct / counts, Fang et al.
+    2021's view of imbalanced training); `prefix` "val_" for the test set,
+    "train_" for the training set.
+    """
+    from nc_keras.callbacks import load_history
+    from nc_keras.collapse.formulas import per_class_accuracy
+    from nc_keras.reporting import format_table
+
+    rows, num_classes = [], 0
+    for run_dir, label in zip(run_dirs, labels):
+        history = load_history(RunFolder(run_dir).nc_history)
+        accuracy = per_class_accuracy(history[prefix + "class_correct"][-1], history[prefix + "counts"][-1])
+        num_classes = max(num_classes, len(accuracy))
+        rows.append({"label": label, **{f"class {k}": a for k, a in enumerate(accuracy)}})
+    columns = ["label"] + [f"class {k}" for k in range(num_classes)]
+    title = "test" if prefix == "val_" else "training"
+    return f"Per-class {title} accuracy:\n\n" + format_table(
+        rows, columns, formats=dict.fromkeys(columns[1:], ".2f")
+    )
+
+
 def train_variants(base, variants, output_dir, layout="default", title=None, verbose="auto"):
     """Trains several variants of one configuration and overlays them.
 
@@ -79,16 +103,21 @@ def write_summary(output_dir, run_dirs, title=None):
     from nc_keras.reporting import format_table
 
     configs = read_configs(run_dirs)
+    labels = [run_label(run) for run in run_dirs]
     rows = [
-        dict(summarize(read_csv_log(RunFolder(run).log)), label=run_label(run)) for run in run_dirs
+        dict(summarize(read_csv_log(RunFolder(run).log)), label=label)
+        for run, label in zip(run_dirs, labels)
     ]
-    table = format_table(
-        rows,
-        ["label", ("epochs_completed", "epochs"), ("nc_accuracy", "train acc"),
-         ("val_nc_accuracy", "test acc"), "nc1", "nc2", "nc3", "nc4"],
-        formats={"nc_accuracy": ".4f", "val_nc_accuracy": ".4f",
-                 **{f"nc{i}": ".3e" for i in range(1, 5)}},
-    )  # fmt: skip
+    columns = ["label", ("epochs_completed", "epochs"), ("nc_accuracy", "train acc"),
+               ("val_nc_accuracy", "test acc"), "nc1", "nc2", "nc3", "nc4"]  # fmt: skip
+    formats = {"nc_accuracy": ".4f", "val_nc_accuracy": ".4f", **{f"nc{i}": ".3e" for i in range(1, 5)}}
+    imbalanced = all("val_minority_accuracy" in row for row in rows)
+    if imbalanced:
+        columns += [("minority_cosine", "minority cos"), ("val_minority_accuracy", "test minority acc")]
+        formats.update(minority_cosine=".4f", val_minority_accuracy=".4f")
+    table = format_table(rows, columns, formats=formats)
+    if imbalanced:
+        table += "\n\n" + per_class_accuracy_table(run_dirs, labels)
     notes = [READING_NOTES]
     if any(config.get("classifier") == "etf" for config in configs):
         notes.append(ETF_NOTE)

@@ -17,7 +17,9 @@ One module per concern:
   product);
 * `solvers`: `solve` with "gd", "sgd", "adam" or "lbfgs" from a random start,
   recording the objective, the gap f - f*, NC1-NC4
-  (`nc_keras.collapse.metrics`) and the wall time;
+  (`nc_keras.collapse.metrics`) and the wall time, and how the run ended
+  (converged, diverged, out of steps, ...);
+* `checks`: the argument checks (ValueError naming the argument);
 * `hessian`: `hessian_min_eigenvalue` by Hessian-vector products and Lanczos,
   for Theorem 3.2 (strict saddles), and `rotation_zero_modes`;
 * `landscape`: many random starts times every solver, as a table;
@@ -32,7 +34,15 @@ from nc_keras.ufm.landscape import LandscapeResult, landscape
 from nc_keras.ufm.losses import LOSSES
 from nc_keras.ufm.plots import plot_landscape, plot_trajectory
 from nc_keras.ufm.problem import Problem, cached_problem
-from nc_keras.ufm.solvers import METHODS, NC_KEYS, SolveResult, solve
+from nc_keras.ufm.solvers import (
+    BLOW_UP,
+    CONVERGED_RELATIVE_GAP,
+    METHODS,
+    NC_KEYS,
+    STATUSES,
+    SolveResult,
+    solve,
+)
 from nc_keras.ufm.theory import (
     DEFAULT_LAMBDA,
     Optimum,
@@ -46,6 +56,9 @@ from nc_keras.ufm.theory import (
 __all__ = [
     "METHODS",
     "NC_KEYS",
+    "STATUSES",
+    "CONVERGED_RELATIVE_GAP",
+    "BLOW_UP",
     "DEFAULT_LAMBDA",
     "LOSSES",
     "class_labels",

@@ -12,6 +12,7 @@ import keras
 import numpy as np
 
 from nc_keras import backend
+from nc_keras.ufm import checks
 from nc_keras.ufm.theory import class_labels, penalized_objective
 
 __all__ = ["Problem", "cached_problem"]
@@ -24,7 +25,8 @@ class Problem:
         num_classes, feature_dim: K and d.
         n_per_class: n for balanced labels (`class_labels`); None with `labels`.
         lambdas: (lambda_w, lambda_h, lambda_b).
-        labels: (N,) integer labels, the column order of H (default: balanced).
+        labels: (N,) integer labels in [0, K), the column order of H (default:
+            balanced); ValueError for any outside that range.
         loss: a name in `nc_keras.ufm.losses.LOSSES` (default cross-entropy).
 
     Build it inside `nc_keras.backend.float64()`. Attributes: `value(x)` and
@@ -39,7 +41,10 @@ class Problem:
         self.n = None if n_per_class is None else int(n_per_class)
         self.lambdas = tuple(float(v) for v in lambdas)
         self.loss = loss
-        self.labels = class_labels(self.K, self.n) if labels is None else np.asarray(labels)
+        if labels is None:
+            self.labels = class_labels(self.K, self.n)
+        else:
+            self.labels = checks.labels(labels, self.K)
         self.N = len(self.labels)
         self.sizes = (self.K * self.d, self.d * self.N, self.K)
         self.targets = backend.to_tensor(np.eye(self.K)[:, self.labels])

@@ -16,7 +16,7 @@ import keras
 import numpy as np
 
 from nc_keras import backend
-from nc_keras.ufm import losses
+from nc_keras.ufm import checks, losses
 
 __all__ = [
     "DEFAULT_LAMBDA",
@@ -45,17 +45,23 @@ def objective(W, H, b, labels, lambda_w, lambda_h, lambda_b):
 
     Args:
         W: (K, d) classifier; H: (d, N) features, column i for sample i;
-        b: (K,) bias; labels: (N,) integers in [0, K).
+        b: (K,) bias; labels: (N,) integers in [0, K) (NumPy or a concrete
+        tensor).
         lambda_w, lambda_h, lambda_b: the weight-decay parameters.
     Returns:
         A scalar tensor of the active backend. NumPy inputs are converted to
         float64 tensors first (JAX with x64 enabled for the computation).
+    Raises:
+        ValueError: labels outside [0, K), not integers, or not one per
+        column of H (on every backend: `keras.ops.one_hot` alone would turn
+        some of these into all-zero targets).
     """
     with backend.float64():
         W, H, b = (
             part if keras.ops.is_tensor(part) else backend.to_tensor(part) for part in (W, H, b)
         )
         num_classes = W.shape[0]
+        labels = checks.labels(labels, num_classes, H.shape[1])
         targets = keras.ops.transpose(keras.ops.one_hot(labels, num_classes, dtype=W.dtype))
         return penalized_objective(W, H, b, targets, lambda_w, lambda_h, lambda_b)
 
@@ -110,6 +116,10 @@ def optimum(num_classes, n_per_class, lambda_w, lambda_h, lambda_b):
     Assumes the cross-entropy loss, balanced classes and d >= K - 1 (the value
     does not depend on d).
 
+    Raises ValueError, naming the argument, unless K >= 2 and n >= 1 are whole
+    numbers (4.0 is taken as 4; 2.7 is refused) and the lambdas are finite
+    with lambda_w, lambda_h > 0 and lambda_b >= 0.
+
     Derivation. By Theorem 3.1 (eq. (4), (5)) every global minimizer has rows
     of equal norm w, W W^T = w^2 K/(K-1) (I - 11^T/K), features
     h_{k,i} = s w_k with s = sqrt(lW / (lH n)), and b = b 1 (b = 0 if
@@ -138,10 +148,12 @@ def optimum(num_classes, n_per_class, lambda_w, lambda_h, lambda_b):
     (using 1 + (K-1) e^{-c rho*} = c / (c - a)), w* = sqrt(rho*) and
     ||h*|| = s w*.
     """
-    K, n = int(num_classes), int(n_per_class)
-    if K < 2 or n < 1:
-        raise ValueError(f"need num_classes >= 2 and n_per_class >= 1; got {K}, {n}")
-    if lambda_w <= 0 or lambda_h <= 0 or lambda_b < 0:
+    K = checks.count(num_classes, "num_classes", minimum=2)
+    n = checks.count(n_per_class, "n_per_class")
+    lambda_w = checks.nonnegative(lambda_w, "lambda_w")
+    lambda_h = checks.nonnegative(lambda_h, "lambda_h")
+    lambda_b = checks.nonnegative(lambda_b, "lambda_b")
+    if lambda_w == 0 or lambda_h == 0:
         raise ValueError(
             "Theorem 3.1 needs lambda_w > 0, lambda_h > 0, lambda_b >= 0; got "
             f"{lambda_w}, {lambda_h}, {lambda_b}"

@@ -1,14 +1,18 @@
-"""Fixtures of the nc_keras.data tests: a throw-away decode cache, and
-writers of tiny IDX files and image trees in tmp_path.
+"""Fixtures of the nc_keras.data tests: a throw-away decode cache, writers
+of tiny IDX files and image trees in tmp_path, and the split sizes that tiny
+stand-ins for cifar10 and mnist must have.
 
 Real-data tests read `../shared/data` (the `shared_data` fixture of
 tests/conftest.py) and skip without it.
 """
 
+import dataclasses
 import gzip
 
 import numpy as np
 import pytest
+
+from nc_keras import data
 
 
 @pytest.fixture(autouse=True)
@@ -24,6 +28,22 @@ def _private_cache(tmp_path_factory, monkeypatch):
 @pytest.fixture
 def real_cache(monkeypatch):
     monkeypatch.delenv("NC_KERAS_CACHE", raising=False)
+
+
+@pytest.fixture
+def tiny_sizes(monkeypatch):
+    """tiny_sizes(train, test, *names): catalogue entries `names` expect these split sizes.
+
+    Local files of cifar10 and mnist must hold the real datasets' sizes (a
+    cut file is refused); a tiny stand-in is checked against its own.
+    """
+
+    def expect(train, test, *names):
+        for name in names:
+            entry = dataclasses.replace(data.DATASETS[name], split_sizes={"train": train, "test": test})
+            monkeypatch.setitem(data.DATASETS, name, entry)
+
+    return expect
 
 
 @pytest.fixture

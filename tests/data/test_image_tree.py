@@ -36,8 +36,9 @@ def test_folder_images_of_different_sizes_need_image_size(tmp_path, write_png_tr
     assert images.shape == (3, 5, 5, 3)
 
 
-def test_cifar10_from_a_local_image_tree_and_its_random_labels(tmp_path, write_png_tree, arrays, labels_of):
+def test_cifar10_from_a_local_image_tree_and_its_random_labels(tmp_path, write_png_tree, tiny_sizes, arrays, labels_of):
     write_png_tree(tmp_path / "cifar10", data.CIFAR10_CLASSES, per_split=(2, 1), size=(32, 32))
+    tiny_sizes(20, 10, "cifar10", "cifar10_random")
     images, labels = arrays(data.load("cifar10", "train", data_dir=tmp_path, shuffle=False))
     assert images.shape == (20, 32, 32, 3) and labels.tolist() == sorted(list(range(10)) * 2)
     random_labels = labels_of(data.load("cifar10_random", "train", data_dir=tmp_path, shuffle=False))
@@ -51,9 +52,10 @@ def test_a_tree_with_other_classes_is_refused(tmp_path, write_png_tree):
         data.load("cifar10", data_dir=tmp_path, download=False)
 
 
-def test_cifar10_from_a_tarball_read_without_unpacking(tmp_path, write_png_tree, arrays, labels_of):
+def test_cifar10_from_a_tarball_read_without_unpacking(tmp_path, write_png_tree, tiny_sizes, arrays, labels_of):
     import tarfile
 
+    tiny_sizes(20, 10, "cifar10")
     write_png_tree(tmp_path / "tree" / "cifar10-jpg", data.CIFAR10_CLASSES, per_split=(2, 1), size=(32, 32))
     with tarfile.open(tmp_path / "cifar10-jpg.tar.gz", "w:gz") as archive:
         archive.add(tmp_path / "tree" / "cifar10-jpg", arcname="cifar10-jpg")  # with a top folder

@@ -38,8 +38,9 @@ def test_mnist_resize_matches_torchvision_resize_on_pil():
 
 
 @pytest.mark.parametrize("gzipped", [True, False])
-def test_mnist_from_local_idx_files(tmp_path, gzipped, write_mnist_idx, arrays, labels_of):
+def test_mnist_from_local_idx_files(tmp_path, gzipped, write_mnist_idx, tiny_sizes, arrays, labels_of):
     write_mnist_idx(tmp_path, gzipped=gzipped)
+    tiny_sizes(30, 20, "mnist")
     images, labels = arrays(data.load("mnist", "train", data_dir=tmp_path, shuffle=False))
     assert images.shape == (30, 32, 32, 3)
     assert labels.tolist() == list(range(10)) * 3
@@ -50,13 +51,15 @@ def test_mnist_from_local_idx_files(tmp_path, gzipped, write_mnist_idx, arrays, 
     assert np.bincount(test_labels).tolist() == [2] * 10
 
 
-def test_mnist_idx_in_torchvision_layout(tmp_path, write_mnist_idx, labels_of):
+def test_mnist_idx_in_torchvision_layout(tmp_path, write_mnist_idx, tiny_sizes, labels_of):
     write_mnist_idx(tmp_path / "MNIST" / "raw", gzipped=False)
+    tiny_sizes(30, 20, "mnist")
     assert len(labels_of(data.load("mnist", "test", data_dir=tmp_path))) == 20
 
 
-def test_corrupt_idx_file_is_reported(tmp_path, write_mnist_idx):
+def test_corrupt_idx_file_is_reported(tmp_path, write_mnist_idx, tiny_sizes):
     write_mnist_idx(tmp_path, gzipped=False)
+    tiny_sizes(30, 20, "mnist")
     header = b"\x00\x00\x08\x03" + b"".join(n.to_bytes(4, "big") for n in (20, 28, 28))
     (tmp_path / "t10k-images-idx3-ubyte").write_bytes(header + b"\x00" * 100)
     with pytest.raises(ValueError, match=r"header says \(20, 28, 28\), payload has 100 bytes"):
@@ -70,7 +73,8 @@ def test_corrupt_idx_file_is_reported(tmp_path, write_mnist_idx):
         data.read_idx(tmp_path / "t10k-labels-idx1-ubyte")
 
 
-def test_cifar10_from_torchvision_pickles(tmp_path, arrays, labels_of):
+def test_cifar10_from_torchvision_pickles(tmp_path, tiny_sizes, arrays, labels_of):
+    tiny_sizes(50, 10, "cifar10")
     folder = tmp_path / "cifar-10-batches-py"
     folder.mkdir()
     rng = np.random.default_rng(0)
