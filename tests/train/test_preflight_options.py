@@ -48,19 +48,22 @@ def test_max_steps_caps_the_batches_of_every_epoch(small_config, optimizer, max_
 
 
 def test_max_steps_must_be_positive(small_config):
-    with pytest.raises(ValueError, match="max_steps must be None or >= 1"):
+    with pytest.raises(ValueError, match="max_steps must be >= 1"):
         small_config(max_steps=0).resolved()
 
 
 def test_nc_max_samples_measures_a_balanced_subset():
     cifar = data.info("cifar10")
     # The first 64 of the class-sorted CIFAR-10 tarball would be one class.
-    assert measured_per_class(None, 64, cifar, "train") == 6
-    assert measured_per_class(4, 64, cifar, "train") == 4
-    assert measured_per_class(100, 64, cifar, "test") == 6
-    assert measured_per_class(None, 5, cifar, "train") == 1  # at least one per class
-    assert measured_per_class(None, 10_000, cifar, "test") is None  # all of it
-    assert measured_per_class(7, None, cifar, "train") == 7
+    assert measured_per_class(None, 64, None, cifar, "train") == 6
+    assert measured_per_class(4, 64, None, cifar, "train") == 4
+    assert measured_per_class(100, 64, None, cifar, "test") == 6
+    assert measured_per_class(None, 5, None, cifar, "train") == 1  # at least one per class
+    assert measured_per_class(None, 10_000, None, cifar, "test") is None  # all of it
+    assert measured_per_class(7, None, None, cifar, "train") == 7
+    # An imbalanced subset: each class capped; a long-tailed profile kept.
+    assert measured_per_class([500, 4], 64, None, cifar, "train") == [6, 4]
+    assert measured_per_class(500, 64, 10.0, cifar, "train") == 500
 
 
 def test_nc_is_measured_on_every_class_of_the_subset(small_config):
