@@ -56,10 +56,11 @@ def describe_runs(configs):
     return "; ".join(part for part in parts if part)
 
 
-def _shared(configs, key):
-    """The value every config has for `key`, or None when they differ."""
-    values = {json.dumps(config.get(key)) for config in configs}
-    return configs[0].get(key) if len(values) == 1 else None
+def _shared(configs, key, default=None):
+    """The value every config has for `key` (`default` where it has none:
+    a config.json written before the field existed), or None when they differ."""
+    values = {json.dumps(config.get(key, default)) for config in configs}
+    return configs[0].get(key, default) if len(values) == 1 else None
 
 
 def _architecture(config):
@@ -146,7 +147,7 @@ def _training(configs):
     steps = _shared(configs, "max_steps")
     if steps:
         text += f" of at most {steps} batch{'es' if steps != 1 else ''}"
-    loss = _shared(configs, "loss")
+    loss = _shared(configs, "loss", "ce")
     if loss is None:
         text += "; loss per legend"
     elif loss != "ce":

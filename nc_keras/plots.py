@@ -185,6 +185,7 @@ def _readable_log_ticks(axis, low, high):
     """
     from matplotlib.ticker import (
         FixedLocator, LogFormatterSciNotation, LogLocator, MaxNLocator, NullFormatter,
+        ScalarFormatter,
     )  # fmt: skip
 
     first, last = math.floor(math.log10(low)), math.ceil(math.log10(high))
@@ -196,10 +197,15 @@ def _readable_log_ticks(axis, low, high):
         return
     ticks = [m * 10.0**k for k in range(first, last + 1) for m in (1, 2, 5)]
     ticks = [t for t in ticks if low <= t <= high]
-    axis.yaxis.set_major_locator(FixedLocator(ticks) if len(ticks) >= 2 else MaxNLocator(nbins=4))
-    axis.yaxis.set_major_formatter(_short_number)
+    if len(ticks) >= 2:
+        axis.yaxis.set_major_locator(FixedLocator(ticks))
+        axis.yaxis.set_major_formatter(_short_number)
+    else:
+        # As many digits as the ticks need to differ (0.2970, 0.2975).
+        axis.yaxis.set_major_locator(MaxNLocator(nbins=4))
+        axis.yaxis.set_major_formatter(ScalarFormatter(useOffset=False))
 
 
 def _short_number(value, _position=None):
-    """A tick label of at most three significant digits: 0.02, 0.5, 1.25, 20, 5e-05."""
-    return f"{value:.3g}"
+    """A short tick label for 1, 2 or 5 times a power of ten: 0.02, 0.5, 20, 5e-05."""
+    return f"{value:g}"

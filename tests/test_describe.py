@@ -56,3 +56,12 @@ def test_configs_written_before_the_effective_stem_was_recorded():
     # Without a recorded d, only that it varies.
     assert describe_runs(configs).startswith("ResNet18 width 8 (CIFAR stem), d per legend;")
     assert describe_runs([]) == ""
+
+
+def test_loss_is_named_unless_cross_entropy():
+    losses = _configs("nc_losses", "smoke")
+    assert "loss per legend" in describe_runs(losses)
+    assert "; MSE loss;" in describe_runs(losses[1:2])
+    # Without a "loss" key (an older config.json): cross-entropy, unnamed.
+    old = [{k: v for k, v in config.items() if k != "loss"} for config in losses[:1]]
+    assert "loss" not in describe_runs(old)

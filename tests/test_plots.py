@@ -110,7 +110,8 @@ def test_a_one_epoch_run_has_one_whole_epoch_tick(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "low, high", [(1e-16, 0.9), (0.02, 0.9), (1.21, 1.37), (0.3, 0.31), (5.0, 5.0)]
+    "low, high",
+    [(1e-16, 0.9), (0.02, 0.9), (1.21, 1.37), (0.3, 0.31), (0.2969, 0.2988), (5.0, 5.0)],
 )
 def test_log_ticks_are_readable_at_any_range(low, high):
     figure, axis = plt.subplots()
@@ -123,6 +124,7 @@ def test_log_ticks_are_readable_at_any_range(low, high):
         labels = _visible_labels(axis)
         assert 1 <= len(labels) <= 7, labels
         assert all(len(label) <= 24 for label in labels), labels
+        assert len(set(labels)) == len(labels), labels  # no two ticks read the same
     finally:
         plt.close(figure)
 
