@@ -1,9 +1,12 @@
 """Minimizing eq. (3) from a random start: gradient descent, SGD, Adam, L-BFGS.
 
 `solve` runs one method on one `Problem` and records the objective, the gap
-f - f* to the exact minimum of Theorem 3.1, NC1-NC4 and the wall time along
-the way. All arithmetic is float64 on the active backend; the L-BFGS loop
-itself is `nc_keras.backend.lbfgs_minimize`.
+f - f* to the exact minimum (`optimum`: Theorem 3.1 for cross-entropy,
+`nc_keras.ufm.optima` for the other losses), NC1-NC4 and the wall time along
+the way. Where no exact minimum is known (imbalanced classes; focal loss with
+large penalties) the gap is NaN and a run is judged by its gradient norm.
+All arithmetic is float64 on the active backend; the L-BFGS loop itself is
+`nc_keras.backend.lbfgs_minimize`.
 
 Every loop stops on a non-finite objective or gradient (a NaN start or
 learning rate, an overflow), and `converged` is judged at the final point,
@@ -20,9 +23,16 @@ import keras
 import numpy as np
 
 from nc_keras import backend
-from nc_keras.ufm import checks
+from nc_keras.ufm import checks, losses
 from nc_keras.ufm.problem import cached_problem
-from nc_keras.ufm.theory import DEFAULT_LAMBDA, Optimum, optimum, random_start
+from nc_keras.ufm.theory import (
+    DEFAULT_LAMBDA,
+    Optimum,
+    OptimumUnknownError,
+    class_counts,
+    optimum,
+    random_start,
+)
 
 __all__ = [
     "METHODS",
@@ -61,11 +71,12 @@ class SolveResult:
     that finished an "sgd"/"adam" run (0 otherwise); gap_before_polish:
     f - f* when the main phase ended. W, H, b: the final point (NumPy).
 
-    optimum: Theorem 3.1's minimum, or None when d < K - 1 (the theorem does
-    not apply; every gap is then NaN). converged: the final point is finite,
-    stationary (largest gradient entry <= `gradient_tolerance`, or f can no
-    longer resolve a descent step) and, when f* applies, within the gap
-    tolerance of it (`gap_tolerance`, else `CONVERGED_RELATIVE_GAP`).
+    optimum: the exact minimum (`optimum`), or None where none is known
+    (imbalanced classes, d < K - 1, ...; every gap is then NaN). converged:
+    the final point is finite, stationary (largest gradient entry <=
+    `gradient_tolerance`, or f can no longer resolve a descent step) and,
+    when f* applies, within the gap tolerance of it (`gap_tolerance`, else
+    `CONVERGED_RELATIVE_GAP`).
     diverged: f or its gradient became NaN or infinite, or f grew beyond
     `BLOW_UP` times its start; the run stopped there. status: one of
     `STATUSES`: "converged"; "gap_reached" (stopped at the `gap_tolerance`
@@ -73,6 +84,7 @@ class SolveResult:
     ran out); "stalled" (stopped short of f*: no descent left, or a
     stationary point that is not f*); "diverged". message: the same in
     words, with the final f, gradient and gap.
+    gradient_norm: the largest gradient entry at the final point.
     """
 
     method: str
@@ -91,6 +103,7 @@ class SolveResult:
     H: np.ndarray
     b: np.ndarray
     labels: np.ndarray
+    gradient_norm: float = float("nan")
 
     @property
     def final(self):
@@ -117,6 +130,9 @@ def solve(
     record_metrics=True,
     init_scale=1.0,
     progress=None,
+    loss="ce",
+    smoothing=None,
+    gamma=None,
 ):
     """Minimizes eq. (3) from a random start (`random_start(seed, init_scale)`).
 
@@ -158,11 +174,12 @@ def solve(
     `SolveResult` says how the run ended (`converged`, `status`, `message`).
 
     Args:
-        num_classes, feature_dim, n_per_class: K, d, n (balanced classes).
-            Whole numbers (4.0 is taken as 4), K >= 2, d >= 1, n >= 1. With
-            d < K - 1 Theorem 3.1 does not apply: a UserWarning says so, the
-            gaps are NaN, `optimum` is None and `converged` rests on the
-            gradient test alone.
+        num_classes, feature_dim, n_per_class: K, d, n; `n_per_class` may be
+            K counts (imbalanced classes). Whole numbers (4.0 is taken as 4),
+            K >= 2, d >= 1, n >= 1. Where no exact minimum is known
+            (imbalanced classes; d < K - 1, with a UserWarning; focal loss
+            with large penalties) the gaps are NaN, `optimum` is None and
+            `converged` rests on the gradient test alone.
         lambda_w, lambda_h, lambda_b: weight decay of eq. (3); finite, with
             lambda_w, lambda_h > 0 and lambda_b >= 0.
         method: one of `METHODS`. seed: the random start.
@@ -175,6 +192,7 @@ def solve(
             for "gd" and "lbfgs", every epoch for "sgd" and "adam").
         record_metrics: compute NC1-NC4 at each record.
         progress: optional callable(method, record_dict) called at each record.
+        loss, smoothing, gamma: the loss of eq. (3) (`nc_keras.ufm.losses.get`).
     Returns:
         `SolveResult`.
     Raises:
@@ -185,7 +203,7 @@ def solve(
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     K = checks.count(num_classes, "num_classes", minimum=2)
     d = checks.count(feature_dim, "feature_dim")
-    n = checks.count(n_per_class, "n_per_class")
+    class_counts(K, n_per_class)  # n or K counts: checked here
     # None means "the method's default"; 0 used to mean that too, silently.
     steps = checks.optional_count(steps, "steps")
     batch_size = checks.optional_count(batch_size, "batch_size")
@@ -195,19 +213,24 @@ def solve(
     if gap_tolerance is not None:
         gap_tolerance = checks.nonnegative(gap_tolerance, "gap_tolerance")
     lambdas = (lambda_w, lambda_h, lambda_b)
-    best = optimum(K, n, *lambdas)  # also checks the lambdas
-    if d < K - 1:
-        warnings.warn(
-            f"d = {d} < K - 1 = {K - 1}: Theorem 3.1's f* does not apply (a simplex ETF "
-            "of K vectors needs K - 1 dimensions, and the minimum is higher); the gaps "
-            "are NaN and convergence is judged on the gradient only",
-            UserWarning,
-            stacklevel=2,
-        )
+    loss = losses.get(loss, smoothing, gamma)
+    try:
+        best = optimum(K, n_per_class, *lambdas, loss, feature_dim=d)  # also checks the lambdas
+    except OptimumUnknownError:
+        # No exact f* (imbalanced classes, a rank d cannot hold, focal loss
+        # with large penalties): the gradient test alone judges the run.
         best = None
+        if d < K - 1:
+            warnings.warn(
+                f"d = {d} < K - 1 = {K - 1}: Theorem 3.1's f* does not apply (a simplex ETF "
+                "of K vectors needs K - 1 dimensions, and the minimum is higher); the gaps "
+                "are NaN and convergence is judged on the gradient only",
+                UserWarning,
+                stacklevel=2,
+            )
     with backend.float64():
-        problem = cached_problem(K, d, n, lambdas)
-        x = problem.flatten(*random_start(K, d, n, seed, init_scale))
+        problem = cached_problem(K, d, n_per_class, lambdas, loss)
+        x = problem.flatten(*random_start(K, d, n_per_class, seed, init_scale))
         recorder = _Recorder(problem, best, method, progress, record_metrics, gap_tolerance)
         recorder.start()
         main_steps, polish_steps, gap_before_polish = 0, 0, float("nan")
@@ -244,6 +267,7 @@ def solve(
         recorder.pause()
         status, message = _verdict(problem, x, best, stop, gradient_tolerance, gap_tolerance)
         W, H, b = problem.unflatten_numpy(x)
+        gradient_norm = _max_abs(problem.value_and_grad(x)[1])
     return SolveResult(
         method=method,
         seed=seed,
@@ -261,6 +285,7 @@ def solve(
         H=H,
         b=b,
         labels=problem.labels,
+        gradient_norm=gradient_norm,
     )
 
 
@@ -526,7 +551,7 @@ def _verdict(problem, x, best, stop, gradient_tolerance, gap_tolerance):
     stationary = largest <= gradient_tolerance or stop == "round_off"
     where = f"f = {value:.12g}, largest gradient entry {largest:.2e}"
     if best is None:
-        near, where = True, where + " (no f*: d < K - 1)"
+        near, where = True, where + " (no exact f* known)"
     else:
         relative_gap = (value - best.value) / abs(best.value)
         target = CONVERGED_RELATIVE_GAP if gap_tolerance is None else gap_tolerance
