@@ -2,13 +2,17 @@
 
 `plot_runs(run_dirs, path)` overlays the `log.csv` of several runs (written
 by `nc_keras.train` or any fit with `NeuralCollapse` and `EpochCSVLogger`)
-in one row of panels, one line per run, as Figures 3-5 of the paper.
+in one row of panels, one line per run, as Figures 3-5 of the paper. Under
+the title, a line from the runs' config.json says what they are (model,
+data subset, epochs, optimizer: `nc_keras.describe`), so that a CPU-sized
+run never reads as the paper's; the legend sits below the panels, where it
+covers no curve.
 """
 
-import json
 import math
 from pathlib import Path
 
+from nc_keras.describe import run_label
 from nc_keras.run_folder import RunFolder, atomic_writer
 
 # Panel name -> (title, log columns tried in order, log y-axis, transform).
@@ -18,9 +22,13 @@ PANELS = {
     "nc3": ("$\\mathcal{NC}_3$", ("nc3",), True, None),
     "nc4": ("$\\mathcal{NC}_4$", ("nc4",), True, None),
     "test_nc1": ("test $\\mathcal{NC}_1$", ("val_nc1",), True, None),
-    "train_accuracy": ("training accuracy (%)", ("nc_accuracy", "accuracy"), False, lambda v: 100 * v),
+    # The NC pass's accuracies: BatchNorm in inference mode, no augmentation
+    # (not fit's running average over the epoch's training-mode batches).
+    "train_accuracy": ("train accuracy (%)\n(eval-mode pass)", ("nc_accuracy", "accuracy"), False,
+                       lambda v: 100 * v),
     "test_accuracy": ("test accuracy (%)", ("val_nc_accuracy", "val_accuracy"), False, lambda v: 100 * v),
-    "train_error": ("training error (%)", ("nc_accuracy", "accuracy"), False, lambda v: 100 * (1 - v)),
+    "train_error": ("train error (%)\n(eval-mode pass)", ("nc_accuracy", "accuracy"), False,
+                    lambda v: 100 * (1 - v)),
     "ncc_mismatch": ("NCC mismatch", ("ncc_mismatch",), False, None),
     "loss": ("training loss", ("loss",), True, None),
     "minority_cosine": ("minority classifier cosine", ("minority_cosine",), False, None),
@@ -42,13 +50,15 @@ LAYOUTS = {
 }
 
 
-def _label(run_dir):
-    config = RunFolder(run_dir).config
-    if config.exists():
-        label = json.loads(config.read_text()).get("label")
-        if label:
-            return label
-    return Path(run_dir).name
+def figure_title(title, run_dirs):
+    """The figure's heading: `title` (if any), then what the runs are."""
+    from nc_keras.describe import describe_runs, read_configs
+
+    lines = [title] if title else []
+    description = describe_runs(read_configs(run_dirs))
+    if description:
+        lines.append(description)
+    return "\n".join(lines)
 
 
 def plot_runs(run_dirs, path, layout="default", labels=None, title=None):
@@ -61,10 +71,29 @@ def plot_runs(run_dirs, path, layout="default", labels=None, title=None):
             sequence of `PANELS` keys.
         labels: one legend entry per run; default: each run's `label` in
             its config.json, else its folder name.
-        title: an optional figure title.
+        title: an optional figure title, shown above the description of
+            the runs (`figure_title`).
 
     Returns:
         The path written.
+    """
+    import matplotlib.pyplot as plt
+
+    figure = draw_runs(run_dirs, layout=layout, labels=labels, title=title)
+    path = Path(path)
+    try:
+        # Atomic, as every file of a run: an interrupted save leaves the old figure.
+        with atomic_writer(path, "wb") as out:
+            figure.savefig(out, format=path.suffix.lstrip(".") or None, dpi=120)
+    finally:
+        plt.close(figure)
+    return path
+
+
+def draw_runs(run_dirs, layout="default", labels=None, title=None):
+    """The matplotlib figure of `plot_runs` (arguments as there), not saved.
+
+    The caller closes it (`matplotlib.pyplot.close(figure)`).
     """
     import matplotlib
 
@@ -79,7 +108,7 @@ def plot_runs(run_dirs, path, layout="default", labels=None, title=None):
     if unknown:
         raise ValueError(f"unknown panels {unknown}; choose from {sorted(PANELS)}")
     run_dirs = [Path(r) for r in run_dirs]
-    labels = list(labels) if labels else [_label(r) for r in run_dirs]
+    labels = list(labels) if labels else [run_label(r) for r in run_dirs]
     if len(labels) != len(run_dirs):
         raise ValueError(f"{len(labels)} labels for {len(run_dirs)} runs")
     logs = []
@@ -89,10 +118,18 @@ def plot_runs(run_dirs, path, layout="default", labels=None, title=None):
             raise FileNotFoundError(f"no per-epoch log at {csv_path}")
         logs.append(read_csv_log(csv_path))
 
-    figure, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.0), squeeze=False)
+    last_epoch = max([int(max(log["epoch"])) + 1 for log in logs if log.get("epoch")] + [1])
+    width = 3.2 * len(panels)
+    figure, axes = plt.subplots(
+        1, len(panels), figsize=(width, 4.2), squeeze=False, layout="constrained"
+    )
+    # One color per run in every panel, also where a run has no points.
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    handles = {}
     for axis, panel in zip(axes[0], panels):
         panel_title, columns, log_scale, transform = PANELS[panel]
-        for log, label in zip(logs, labels):
+        plotted = []
+        for index, (log, label) in enumerate(zip(logs, labels)):
             column = next((c for c in columns if c in log), None)
             if column is None:
                 continue
@@ -105,20 +142,70 @@ def plot_runs(run_dirs, path, layout="default", labels=None, title=None):
                 points = [(x, y) for x, y in points if y > 0]
             if points:
                 xs, ys = zip(*points)
-                axis.plot(xs, ys, marker="o" if len(xs) < 15 else None, markersize=3, label=label)
-        axis.set_title(panel_title)
+                (line,) = axis.plot(xs, ys, marker="o" if len(xs) < 15 else None, markersize=3,
+                                    label=label, color=colors[index % len(colors)])
+                handles.setdefault(label, line)
+                plotted.extend(ys)
+        axis.set_title(panel_title, fontsize="medium")
         axis.set_xlabel("epoch")
-        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+        # Whole epochs only, also for a one-epoch run (a range too narrow
+        # for MaxNLocator's integer ticks).
+        axis.set_xlim(0.5, last_epoch + 0.5)
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
         if log_scale:
             axis.set_yscale("log")
-        axis.grid(True, which="both", alpha=0.3)
-    axes[0][0].legend(fontsize="small")
-    if title:
-        figure.suptitle(title)
-    figure.tight_layout()
-    path = Path(path)
-    # Atomic, as every file of a run: an interrupted save leaves the old figure.
-    with atomic_writer(path, "wb") as out:
-        figure.savefig(out, format=path.suffix.lstrip(".") or None, dpi=120)
-    plt.close(figure)
-    return path
+            if plotted:
+                _readable_log_ticks(axis, min(plotted), max(plotted))
+        axis.grid(True, which="major", alpha=0.3)
+    if handles:
+        # Below the panels, outside every axis: it never covers a curve.
+        figure.legend(handles.values(), handles.keys(), loc="outside lower center",
+                      ncol=min(len(handles), 4), fontsize="small", frameon=False)
+    heading = figure_title(title, run_dirs)
+    if heading:
+        figure.suptitle(_wrap(heading, width), fontsize="medium")
+    return figure
+
+
+def _wrap(text, width_inches):
+    """Wraps each line of `text` to the figure's width (about 11 characters an inch)."""
+    import textwrap
+
+    return "\n".join(textwrap.fill(line, int(11 * width_inches)) for line in text.splitlines())
+
+
+def _readable_log_ticks(axis, low, high):
+    """Labelled ticks on a log axis that spans [low, high]: few, and readable.
+
+    Matplotlib labels minor ticks when fewer than two decades are in view,
+    which crowds a small panel. Here only major ticks carry labels: the
+    decades when at least two lie in the data's range, else 1-2-5 times
+    the powers of ten, else (a range narrower than that) a few round
+    numbers; minor ticks (2..9 of each decade) are unlabelled.
+    """
+    from matplotlib.ticker import (
+        FixedLocator, LogFormatterSciNotation, LogLocator, MaxNLocator, NullFormatter,
+        ScalarFormatter,
+    )  # fmt: skip
+
+    first, last = math.floor(math.log10(low)), math.ceil(math.log10(high))
+    axis.yaxis.set_minor_locator(LogLocator(base=10, subs=tuple(range(2, 10)), numticks=12))
+    axis.yaxis.set_minor_formatter(NullFormatter())
+    if sum(low <= 10.0**k <= high for k in range(first, last + 1)) >= 2:
+        axis.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0,), numticks=7))
+        axis.yaxis.set_major_formatter(LogFormatterSciNotation(base=10))
+        return
+    ticks = [m * 10.0**k for k in range(first, last + 1) for m in (1, 2, 5)]
+    ticks = [t for t in ticks if low <= t <= high]
+    if len(ticks) >= 2:
+        axis.yaxis.set_major_locator(FixedLocator(ticks))
+        axis.yaxis.set_major_formatter(_short_number)
+    else:
+        # As many digits as the ticks need to differ (0.2970, 0.2975).
+        axis.yaxis.set_major_locator(MaxNLocator(nbins=4))
+        axis.yaxis.set_major_formatter(ScalarFormatter(useOffset=False))
+
+
+def _short_number(value, _position=None):
+    """A short tick label for 1, 2 or 5 times a power of ten: 0.02, 0.5, 20, 5e-05."""
+    return f"{value:g}"

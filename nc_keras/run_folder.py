@@ -4,7 +4,7 @@
 the one place that names its files, so that the trainer, the callbacks, the
 plots and the command line agree on them:
 
-    config.json        the resolved TrainConfig
+    config.json        the resolved TrainConfig, and under "built" what the model is
     versions.json      the software versions
     log.csv            one row per epoch (EpochCSVLogger)
     tensorboard/       TensorBoard event files

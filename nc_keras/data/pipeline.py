@@ -49,6 +49,7 @@ def load(
     drop_remainder=False,
     epochs=None,
     imbalance_ratio=None,
+    max_batches=None,
     **options,
 ):
     """Load one split of a dataset as a batched, prefetched `tf.data.Dataset`.
@@ -85,6 +86,9 @@ def load(
             n_k = floor(n_max (1/R)^(k/(K-1))), n_max = `samples_per_class`
             or the smallest class's size (Cui et al. 2019;
             `nc_keras.data.profiles`).
+        max_batches: at most this many batches of each epoch (or pass), its
+            first ones; the data is not repeated to fill them (a quick
+            pre-flight run of a full-size configuration).
         **options: the dataset's options (above).
 
     Returns:
@@ -127,13 +131,15 @@ def load(
         if shuffle:
             dataset = dataset.shuffle(len(indices), seed=seed, reshuffle_each_iteration=True)
         dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+        if max_batches:
+            dataset = dataset.take(max_batches)
         if augment:
             # One fresh random seed pair per batch, a new stream every epoch.
             batch_seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
             dataset = tf.data.Dataset.zip(dataset, batch_seeds)
     else:
         dataset = _epoch_stream(positions, labels, epochs, batch_size, shuffle, augment, seed,
-                                drop_remainder)
+                                drop_remainder, max_batches)
     fetch, normalize = feed.fetch_fn(), feed.normalize_fn()
     if augment:
 
@@ -153,7 +159,8 @@ def load(
 load.__doc__ = load.__doc__.replace("{datasets}", catalogue.describe(indent="    "))
 
 
-def _epoch_stream(positions, labels, epochs, batch_size, shuffle, augment, seed, drop_remainder):
+def _epoch_stream(positions, labels, epochs, batch_size, shuffle, augment, seed, drop_remainder,
+                  max_batches=None):
     """The batches of `epochs`, back to back; epoch e's depend on (seed, e) only.
 
     Stateless random ops keyed by (seed, epoch, batch) replace tf.data's
@@ -172,6 +179,8 @@ def _epoch_stream(positions, labels, epochs, batch_size, shuffle, augment, seed,
         batches = tf.data.Dataset.from_tensor_slices(
             (tf.gather(positions, order), tf.gather(labels, order))
         ).batch(batch_size, drop_remainder=drop_remainder)
+        if max_batches:
+            batches = batches.take(max_batches)
         if augment:
             # ((positions, labels), seed pair), as the seeded stream gives.
             batches = batches.enumerate().map(
@@ -181,6 +190,7 @@ def _epoch_stream(positions, labels, epochs, batch_size, shuffle, augment, seed,
 
     epochs = np.asarray(list(epochs), np.int64)
     per_epoch = count // batch_size if drop_remainder else -(-count // batch_size)
+    per_epoch = min(per_epoch, max_batches or per_epoch)
     stream = tf.data.Dataset.from_tensor_slices(epochs).flat_map(one_epoch)
     # flat_map hides the length; Keras and the progress bar want it.
     return stream.apply(tf.data.experimental.assert_cardinality(len(epochs) * per_epoch))

@@ -63,7 +63,8 @@ class TrainConfig:
     )
     stem: str = dataclasses.field(
         default="imagenet",
-        metadata={"help": "ResNet stem: imagenet (7x7 + max-pool, Sec. 4.1) or cifar (3x3, Sec. 4.3)"},
+        metadata={"help": "ResNet stem: imagenet (7x7 + max-pool, Sec. 4.1) or cifar (3x3, Sec. 4.3); "
+                  "resnet18_adapt always has the cifar one"},
     )
     width: int | None = dataclasses.field(
         default=None, metadata={"help": "resnet18_adapt: first-stage width k; mlp: hidden width"}
@@ -84,6 +85,12 @@ class TrainConfig:
         default=None, metadata={"help": "batch size; default 128 (sgd), 64 (adam), 2048 (lbfgs)"}
     )
     epochs: int = dataclasses.field(default=200, metadata={"help": "number of epochs"})
+    max_steps: int | None = dataclasses.field(
+        default=None,
+        metadata={"help": "train on at most this many batches per epoch (the first ones of "
+                  "each epoch's shuffle; the data is not repeated): a quick pre-flight run "
+                  "of a full-size configuration"},
+    )
     lr_drop_every: int = dataclasses.field(
         default=40, metadata={"help": "divide the learning rate every this many epochs (0: never)"}
     )
@@ -116,7 +123,9 @@ class TrainConfig:
     output_dir: str = dataclasses.field(default="runs/run", metadata={"help": "where results are written"})
     nc_every: int = dataclasses.field(default=1, metadata={"help": "measure NC every this many epochs"})
     nc_max_samples: int | None = dataclasses.field(
-        default=None, metadata={"help": "measure NC on the first n samples of each split only"}
+        default=None,
+        metadata={"help": "measure NC on a balanced subset of n samples of each split only "
+                  "(the first n // K of each class)"},
     )
     checkpoints: bool = dataclasses.field(
         default=False, metadata={"help": "save checkpoints/epoch_NNNN.keras after every epoch"}
@@ -172,7 +181,32 @@ class TrainConfig:
             batch_size=batch if self.batch_size is None else self.batch_size,
             lambda_h=self.weight_decay if self.lambda_h is None else self.lambda_h,
             label=self.label or Path(self.output_dir).name,
+            **effective_architecture(self.model, self.stem, self.width, self.depth),
         )
+
+
+def effective_architecture(model, stem, width, depth):
+    """The stem, width and depth that `model` is built with, given the options.
+
+    So that config.json says what ran: resnet18_adapt always has the CIFAR
+    stem, an MLP or DenseNet none, and an unset width or depth is the
+    builder's default (`nc_keras.models`).
+    """
+    import inspect
+
+    from nc_keras import models
+
+    defaults = {
+        name: parameter.default
+        for name, parameter in inspect.signature(getattr(models, model)).parameters.items()
+    }
+    if model == "resnet18_adapt":
+        return dict(stem="cifar", width=width or defaults["width"], depth=None)
+    if model == "mlp":
+        return dict(stem=None, width=width or defaults["width"], depth=depth or defaults["depth"])
+    if model.startswith("resnet"):
+        return dict(stem=stem, width=None, depth=None)
+    return dict(stem=None, width=None, depth=None)
 
 
 # Numeric fields and the values they accept: (name, lowest, lowest allowed?).
@@ -181,7 +215,7 @@ class TrainConfig:
 # all (a negative learning rate or decay trains, away from the minimum).
 _AT_LEAST_ONE = ("epochs", "nc_every", "batch_size", "samples_per_class",
                  "test_samples_per_class", "nc_max_samples", "width", "depth",
-                 "feature_dim", "devices")  # fmt: skip
+                 "feature_dim", "devices", "max_steps")  # fmt: skip
 _NON_NEGATIVE = ("weight_decay", "lambda_h", "momentum", "lr_drop_every")
 _POSITIVE = ("learning_rate", "lr_drop_factor")
 

@@ -3,7 +3,9 @@
 `train(TrainConfig(...))` builds the data, the model, the optimizer and the
 callbacks from a configuration and runs `model.fit` (or `fit_lbfgs`),
 writing the run's files into its folder (`nc_keras.run_folder` names
-them): `config.json` and `versions.json` (what ran, with which software),
+them): `config.json` (the resolved configuration, and under `built` the
+model's name, feature dimension and trainable parameters) and
+`versions.json` (what ran, with which software),
 `log.csv` (one row per epoch: loss, accuracy, learning rate, and the
 NeuralCollapse metrics nc1..nc4, ncc_mismatch, ... for the training set and,
 prefixed `val_`, the test set; for a class-imbalanced subset also
@@ -189,20 +191,25 @@ def train(config, callbacks=(), verbose="auto"):
         config.dataset, "train", config.batch_size,
         samples_per_class=config.samples_per_class, imbalance_ratio=config.imbalance_ratio,
         augment=config.augment, drop_remainder=replication.replicas > 1,
-        epochs=range(start, config.epochs), **common,
+        epochs=range(start, config.epochs), max_batches=config.max_steps, **common,
     )  # fmt: skip
+    # At most max_steps batches per epoch: the first ones of its order.
     steps_per_epoch = int(train_data.cardinality()) // (config.epochs - start)
     # NC is measured on the un-augmented training set, in file order.
     measure_batch = max(config.batch_size, 256)
     train_eval = data.load(
         config.dataset, "train", measure_batch, shuffle=False,
-        samples_per_class=config.samples_per_class, imbalance_ratio=config.imbalance_ratio,
+        samples_per_class=measured_per_class(config.samples_per_class, config.nc_max_samples,
+                                             config.imbalance_ratio, dataset_info, "train"),
+        imbalance_ratio=config.imbalance_ratio,
         **common,
     )  # fmt: skip
     # The test set stays balanced: per-class accuracy is comparable across classes.
     test_eval = data.load(
         config.dataset, "test", measure_batch, shuffle=False,
-        samples_per_class=config.test_samples_per_class, **common,
+        samples_per_class=measured_per_class(config.test_samples_per_class,
+                                             config.nc_max_samples, None, dataset_info, "test"),
+        **common,
     )  # fmt: skip
 
     # The first write: every check that can refuse the run is behind us.
@@ -245,12 +252,52 @@ def _conclude(folder):
     return history
 
 
+def measured_per_class(samples_per_class, nc_max_samples, imbalance_ratio, dataset_info, split):
+    """Examples per class of the split NC is measured on (None: all).
+
+    With `nc_max_samples`, the first nc_max_samples // K of each class (at
+    most the configured ones): a balanced subset, where the first
+    nc_max_samples in file order could be one class (the CIFAR-10 JPEG
+    tarball is sorted by class). At least one per class; the
+    NeuralCollapse callback caps the total at nc_max_samples. A long-tailed
+    profile (`imbalance_ratio`) is kept as configured: a per-class cap
+    would change its shape.
+    """
+    if nc_max_samples is None or imbalance_ratio is not None:
+        return samples_per_class
+    classes = dataset_info.num_classes
+    share = max(1, nc_max_samples // classes)
+    if isinstance(samples_per_class, (list, tuple)):
+        return [min(count, share) for count in samples_per_class]
+    if samples_per_class is not None:
+        return min(samples_per_class, share)
+    total = (dataset_info.split_sizes or {}).get(split)
+    # A subset as large as the split is all of it.
+    return share if total is None or share * classes < total else None
+
+
+def built_architecture(model):
+    """What `build_model` built, read off the model, for config.json.
+
+    The feature dimension d is the architecture's unless `feature_dim` sets
+    it; config.json records the actual one next to the options.
+    """
+    from nc_keras.models import count_trainable_params
+
+    return {
+        "name": model.name,
+        "feature_dim": int(model.get_layer("features").output.shape[-1]),
+        "trainable_params": count_trainable_params(model),
+    }
+
+
 def _fit(config, model_inputs, train_data, steps_per_epoch, train_eval, test_eval, folder,
          callbacks, verbose):
     """Builds the model and its callbacks and trains (inside a distribution's scope)."""
     from nc_keras import callbacks as nc_callbacks
 
     model = build_model(config, *model_inputs)
+    write_json(folder.config, dict(dataclasses.asdict(config), built=built_architecture(model)))
     lbfgs = config.optimizer == "lbfgs"
     # Order matters: TerminateOnNaN stops at the first NaN batch;
     # NeuralCollapse writes into `logs` before the loggers read them, and
