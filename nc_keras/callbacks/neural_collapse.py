@@ -6,7 +6,7 @@ import os
 import keras
 import numpy as np
 
-from nc_keras import backend, collapse
+from nc_keras import collapse
 from nc_keras.run_folder import nc_history_file, save_npz
 
 __all__ = ["NeuralCollapse", "log_keys"]
@@ -14,9 +14,14 @@ __all__ = ["NeuralCollapse", "log_keys"]
 _NCC_MODES = ("previous", "exact", "none")
 
 
-def log_keys(validation=False):
-    """The keys `NeuralCollapse` writes into `logs` (train, or val_ ones)."""
+def log_keys(validation=False, layers=()):
+    """The keys `NeuralCollapse` writes into `logs` (train, or val_ ones).
+
+    `layers`: names of the intermediate layers measured; each adds the
+    `collapse.FEATURE_ONLY_KEYS` as "nc1/<name>", ...
+    """
     keys = ["nc_accuracy" if k == "accuracy" else k for k in collapse.METRIC_KEYS]
+    keys += [collapse.layer_key(k, name) for name in layers for k in collapse.FEATURE_ONLY_KEYS]
     return [("val_" if validation else "") + k for k in keys]
 
 
@@ -25,12 +30,21 @@ class NeuralCollapse(keras.callbacks.Callback):
 
     At the end of every `every`-th epoch (epochs `every`, `2 every`, ...,
     counted from 1, and always the last epoch of `fit`), one pass over
-    `train_data` (and `test_data`) streams the model's "features" layer
-    output into a `nc_keras.collapse.CollapseStatistics`, reads W = kernel^T
-    and b from its "classifier" layer (a Dense or a fixed SimplexETF), and
-    writes into `logs`: nc1, nc2, nc3, nc4, ncc_mismatch, nc_accuracy (the
-    accuracy of that pass), means_etf_error, means_norm_cv,
-    classifier_norm_cv and trace_ratio, with a "val_" prefix for `test_data`.
+    `train_data` (and `test_data`) streams the features h the classifier
+    consumes into a `nc_keras.collapse.CollapseStatistics`, reads
+    W = kernel^T and b from the classifier (a Dense or a fixed SimplexETF),
+    and writes into `logs`: nc1, nc2, nc3, nc4, ncc_mismatch, nc_accuracy
+    (of argmax(W h + b) in that pass), means_etf_error, means_norm_cv,
+    classifier_norm_cv and trace_ratio, with a "val_" prefix for
+    `test_data`. With `layers`, the same pass also measures those layers'
+    outputs, logged as "nc1/<layer name>" and the other metrics that need
+    no classifier (`nc_keras.collapse.FEATURE_ONLY_KEYS`).
+
+    Any built Keras model works: the classifier is the layer named
+    "classifier", else the last layer with a (d, K) kernel, and h its input
+    (`nc_keras.collapse.probes.probe`), in functional and Sequential models,
+    keras.applications models and backbones nested in a functional model;
+    a subclassed model needs `features=` a callable and `classifier=`.
     History, CSVLogger and TensorBoard then record them: put this callback
     before those in the `callbacks` list, since Keras hands the same `logs`
     to each callback in order. Every key is present from the first epoch on,
@@ -71,14 +85,26 @@ class NeuralCollapse(keras.callbacks.Callback):
         history_path: a directory; when given, every measurement also saves
             `nc_epoch_{epoch:04d}.npz` (epoch counted from 1) with W, b (absent
             for a classifier without bias), class means and counts ("train_"
-            and "val_" prefixed) and the logged metrics. Read them back with
+            and "val_" prefixed), the logged metrics of the features and the
+            names of the measured `layers`, in order. Read them back with
             `nc_keras.callbacks.load_history`.
         batch_size: batch size for tuple data.
         ncc: "previous", "exact" or "none" (above).
+        features: None (the classifier's input), a layer or layer name
+            (its output; pooled if it is a map), or a callable x -> features
+            (for a subclassed model; it should run in inference mode).
+        classifier: None (see above), a layer or layer name with a (d, K)
+            kernel; a softmax on it is fine.
+        layers: intermediate layers (or names, found in nested models too;
+            "outer/inner" paths where names repeat) to measure as well.
+        layer_reduction: "mean" (default: maps of rank > 2 are global-average
+            pooled) or "flatten" (refused above
+            `nc_keras.collapse.probes.MAX_FLATTEN_WIDTH` values per sample).
     """
 
     def __init__(self, train_data, test_data=None, every=1, max_samples=None,
-                 history_path=None, *, batch_size=256, ncc="previous"):
+                 history_path=None, *, batch_size=256, ncc="previous", features=None,
+                 classifier=None, layers=(), layer_reduction="mean"):
         super().__init__()
         if int(every) < 1:
             raise ValueError(f"every must be a positive integer; got {every}")
@@ -91,8 +117,15 @@ class NeuralCollapse(keras.callbacks.Callback):
         self.history_path = history_path
         self.batch_size = int(batch_size)
         self.ncc = ncc
-        self._extractor = None
-        self._extractor_of = None
+        self.features = features
+        self.classifier = classifier
+        self.layers = tuple(layers)
+        if layer_reduction not in collapse.probes.LAYER_REDUCTIONS:
+            raise ValueError(f"layer_reduction must be one of "
+                             f"{collapse.probes.LAYER_REDUCTIONS}; got {layer_reduction!r}")
+        self.layer_reduction = layer_reduction
+        self._probe = None
+        self._probe_of = None
         self._predictor = None
         self._previous_means = {}
 
@@ -103,20 +136,22 @@ class NeuralCollapse(keras.callbacks.Callback):
 
     @property
     def keys(self):
-        keys = log_keys()
+        names = self._probe.layer_names if self._probe is not None else ()
+        keys = log_keys(layers=names)
         if self.test_data is not None:
-            keys += log_keys(validation=True)
+            keys += log_keys(validation=True, layers=names)
         return keys
 
     def on_train_begin(self, logs=None):
-        # Built once per model: a keras.Model sharing the model's layers, so
+        # Built once per model: an extractor sharing the model's layers, so
         # it always sees the current weights.
-        if self._extractor_of is not self.model:
-            self._extractor = collapse.feature_extractor(self.model)
-            self._extractor_of = self.model
+        if self._probe_of is not self.model:
+            self._probe = collapse.probes.probe(
+                self.model, self.features, self.classifier, self.layers, self.layer_reduction)
+            self._probe_of = self.model
         # How the active distribution (if any) runs the extractor: each
         # replica a share of every batch, statistics merged across hosts.
-        self._predictor = backend.sharded_predictor(self.model, self._extractor)
+        self._predictor = self._probe.predictor()
         self._previous_means = {}
         if self.history_path:
             os.makedirs(self.history_path, exist_ok=True)
@@ -130,15 +165,19 @@ class NeuralCollapse(keras.callbacks.Callback):
         if not self._should_measure(epoch):
             logs.update(dict.fromkeys(self.keys, math.nan))
             return
-        if self._extractor is None:  # used outside fit
+        if self._probe is None:  # used outside fit
             self.on_train_begin()
-        W, b = collapse.classifier_weights(self.model)
+        W, b = self._probe.weights()
         saved = {"W": W} if b is None else {"W": W, "b": b}
+        if self._probe.layer_names:  # their order is their depth, for plots
+            saved["layers"] = np.array(self._probe.layer_names)
         for prefix, data in self._passes():
             result, stats = self._measure(prefix, data)
-            for key, name in zip(collapse.METRIC_KEYS, log_keys()):
-                logs[prefix + name] = result[key]
-                saved[prefix + name] = np.float64(result[key])
+            for key, value in result.items():
+                name = "nc_accuracy" if key == "accuracy" else key
+                logs[prefix + name] = value
+                if key in collapse.METRIC_KEYS:
+                    saved[prefix + name] = np.float64(value)
             saved[(prefix or "train_") + "class_means"] = stats.class_means
             saved[(prefix or "train_") + "counts"] = stats.counts
         if self.history_path:
@@ -152,8 +191,8 @@ class NeuralCollapse(keras.callbacks.Callback):
             mode = "given"
         else:
             mode = "exact"
-        result, stats = collapse.measure(
-            self._extractor, self.model, data, batch_size=self.batch_size,
+        result, stats, _ = collapse.measure(
+            self._probe, data, batch_size=self.batch_size,
             max_samples=self.max_samples, ncc=mode, ncc_means=previous,
             predictor=self._predictor)
         self._previous_means[prefix] = stats.class_means

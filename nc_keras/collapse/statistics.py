@@ -55,7 +55,8 @@ import numpy as np
 from nc_keras.collapse import formulas
 from nc_keras.collapse.inputs import as_classifier, as_features, as_labels, finite_rows, to_numpy
 
-__all__ = ["CollapseStatistics", "InMemoryStatistics", "METRIC_KEYS", "class_sums", "metrics"]
+__all__ = ["CollapseStatistics", "FEATURE_ONLY_KEYS", "InMemoryStatistics", "METRIC_KEYS",
+           "class_sums", "metrics"]
 
 # The keys of every result dict, in the order tables print them.
 METRIC_KEYS = (
@@ -70,6 +71,10 @@ METRIC_KEYS = (
     "classifier_norm_cv",
     "trace_ratio",
 )
+# The keys that depend on the features alone, not on W or b: what
+# intermediate layers are measured by (`measure()` without a classifier).
+# Every new feature-only metric belongs here too.
+FEATURE_ONLY_KEYS = ("nc1", "means_etf_error", "means_norm_cv", "trace_ratio")
 
 # Up to this many classes in a batch, per-class masks beat sorting.
 _MASKED_MAX_CLASSES = 64
@@ -135,19 +140,22 @@ class _Statistics:
         """diag(U^T Sigma_W U) for orthonormal columns U (d, r)."""
         raise NotImplementedError
 
-    def measure(self, W, b=None):
+    def measure(self, W=None, b=None):
         """NC1-NC4 and the extras (module docstring) from these statistics.
 
         Args:
-            W: (K, d) classifier, the transpose of a Keras Dense kernel.
+            W: (K, d) classifier, the transpose of a Keras Dense kernel; None
+                for features without a classifier (an intermediate layer):
+                then only the `FEATURE_ONLY_KEYS` are numbers, the rest NaN.
             b: (K,) bias or None (zero).
         Returns:
             dict of Python floats with the keys `METRIC_KEYS`.
         """
-        W, b = as_classifier(W, b, self.num_classes, self.dim)
         out = dict.fromkeys(METRIC_KEYS, float("nan"))
-        out["nc2"] = formulas.nc2(W)
-        out["classifier_norm_cv"] = formulas.classifier_norm_cv(W)
+        if W is not None:
+            W, b = as_classifier(W, b, self.num_classes, self.dim)
+            out["nc2"] = formulas.nc2(W)
+            out["classifier_norm_cv"] = formulas.classifier_norm_cv(W)
         if self.num_predicted:
             out["accuracy"] = self.num_correct / self.num_predicted
         if self.num_nonfinite:
@@ -161,7 +169,8 @@ class _Statistics:
             return out
 
         mu_G = formulas.global_mean(self.counts, self.means)
-        out["nc4"] = formulas.nc4(W, b, mu_G)
+        if W is not None:
+            out["nc4"] = formulas.nc4(W, b, mu_G)
         empty = np.flatnonzero(self.counts == 0)
         if empty.size:
             warnings.warn(
@@ -180,7 +189,8 @@ class _Statistics:
                 "class-mean extras are NaN", RuntimeWarning, stacklevel=2)
             return out
         out["nc1"] = formulas.nc1(self.within_projected, Hbar, tolerance)
-        out["nc3"] = formulas.nc3(W, Hbar)
+        if W is not None:
+            out["nc3"] = formulas.nc3(W, Hbar)
         out["means_etf_error"] = formulas.means_etf_error(Hbar)
         out["means_norm_cv"] = formulas.means_norm_cv(Hbar)
         out["trace_ratio"] = formulas.trace_ratio(self.within_trace(), Hbar)
