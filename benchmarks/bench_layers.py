@@ -15,15 +15,13 @@ benchmarks/results/layers.md.
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench_collapse import medians  # noqa: E402 (benchmarks/)
+from bench_collapse import backend_child, medians  # noqa: E402 (benchmarks/)
 
 RESULTS = REPO / "benchmarks" / "results" / "layers.md"
 STAGES = ["layer1_1_out", "layer2_1_out", "layer3_1_out", "layer4_1_out"]
@@ -77,14 +75,8 @@ def main():
 
     rows = []
     for backend in args.backends.split(","):
-        env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
-        command = [sys.executable, __file__, "--child", "--repeats", str(args.repeats),
-                   "--width", str(args.width)] + (["--quick"] if args.quick else [])
-        out = subprocess.run(command, env=env, capture_output=True, text=True)
-        if out.returncode:
-            print(out.stderr[-3000:], file=sys.stderr)
-            raise SystemExit(f"layer benchmark failed on {backend}")
-        r = json.loads(out.stdout.strip().splitlines()[-1])
+        r = backend_child(backend, [__file__, "--child", "--repeats", str(args.repeats),
+                                    "--width", str(args.width)] + (["--quick"] if args.quick else []))
         rows.append({
             "backend": r["backend"], "predict_s": r["predict"],
             "features_s": r["features"], "features_ratio": r["features"] / r["predict"],

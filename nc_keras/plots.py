@@ -114,6 +114,13 @@ def plot_runs(run_dirs, path, layout="default", labels=None, title=None):
     axes[0][0].legend(fontsize="small")
     if title:
         figure.suptitle(title)
+    return _save(figure, path)
+
+
+def _save(figure, path):
+    """Writes `figure` to `path` (format by extension), closes it, returns the path."""
+    import matplotlib.pyplot as plt
+
     figure.tight_layout()
     path = Path(path)
     # Atomic, as every file of a run: an interrupted save leaves the old figure.
@@ -184,9 +191,4 @@ def plot_depth(run_dir, path, layers=None, title=None):
     axis.legend(fontsize="small", ncol=1 + len(measured) // 8)
     if title:
         axis.set_title(title)
-    figure.tight_layout()
-    path = Path(path)
-    with atomic_writer(path, "wb") as out:
-        figure.savefig(out, format=path.suffix.lstrip(".") or None, dpi=120)
-    plt.close(figure)
-    return path
+    return _save(figure, path)

@@ -33,14 +33,21 @@ def _numpy(x):
     return keras.ops.convert_to_numpy(x)
 
 
-def _pooled(tensor):
-    return _numpy(keras.ops.mean(tensor, axis=(1, 2)) if len(tensor.shape) == 4 else tensor)
+def _pooled(array):
+    # The backend's float32 mean, as the probe pools (NC1 of a random-init
+    # layer amplifies the round-off of a different summation order).
+    return _numpy(keras.ops.mean(array, axis=(1, 2))) if array.ndim == 4 else array
 
 
 def _outputs(model, names, x):
-    """Outputs of named layers of a functional `model`, by a plain sub-model call."""
+    """Outputs of named layers of a functional `model`, by a plain sub-model.
+
+    Through `predict_on_batch`, Keras's inference path (compiled on JAX:
+    there an eager call of a random-init MobileNetV2 differed from it by
+    17% in NC1, both being float32 round-off amplified by near-equal means).
+    """
     sub = keras.Model(model.input, [model.get_layer(name).output for name in names])
-    return [_pooled(t) for t in keras.tree.flatten(sub(x, training=False))]
+    return [_pooled(t) for t in keras.tree.flatten(sub.predict_on_batch(x))]
 
 
 def by_hand(kind, model, x):
@@ -49,18 +56,17 @@ def by_hand(kind, model, x):
         h, block = _outputs(model, ["global_average_pooling2d", "block_6_project_BN"], x)
         return h, model.get_layer("predictions"), {"block_6_project_BN": block}
     if kind == "Sequential":
-        h, first = x, None
-        for layer in model.layers[:-1]:
-            h = layer(h, training=False)
-            first = h if first is None else first
-        return _numpy(h), model.layers[-1], {model.layers[0].name: _pooled(first)}
+        body = keras.Sequential(model.layers[:-1])
+        first = keras.Sequential(model.layers[:1])
+        return (body.predict_on_batch(x), model.layers[-1],
+                {model.layers[0].name: _pooled(first.predict_on_batch(x))})
     if kind == "Functional":
         h, conv = _outputs(model, ["embedding", "conv"], x)
         return h, model.get_layer("head"), {"conv": conv}
     if kind == "A backbone":
         backbone = model.layers[1]
         names = ["block_2_add", "block_6_project_BN"]
-        return (_numpy(backbone(x, training=False)), model.layers[-1],
+        return (backbone.predict_on_batch(x), model.layers[-1],
                 dict(zip(names, _outputs(backbone, names, x))))
     assert kind == "Subclassed"
     return _numpy(model.backbone(x, training=False)), model.head, {}
