@@ -33,21 +33,23 @@ def _numpy(x):
     return keras.ops.convert_to_numpy(x)
 
 
-def _pooled(array):
-    # The backend's float32 mean, as the probe pools (NC1 of a random-init
-    # layer amplifies the round-off of a different summation order).
-    return _numpy(keras.ops.mean(array, axis=(1, 2))) if array.ndim == 4 else array
+def _pooled(tensor):
+    # Pooled in the same compiled pass, as the probe pools: NC1 of a
+    # random-init layer amplifies float32 round-off to 1e-6 when the mean
+    # runs in another order (measured on JAX, eager against compiled).
+    return keras.ops.mean(tensor, axis=(1, 2)) if len(tensor.shape) == 4 else tensor
 
 
 def _outputs(model, names, x):
     """Outputs of named layers of a functional `model`, by a plain sub-model.
 
-    Through `predict_on_batch`, Keras's inference path (compiled on JAX:
-    there an eager call of a random-init MobileNetV2 differed from it by
-    17% in NC1, both being float32 round-off amplified by near-equal means).
+    Through `predict_on_batch`, Keras's inference path, compiled on JAX
+    as the callback's pass is (on JAX an eager call of this random-init
+    MobileNetV2 gave an NC1 17% off the compiled pass, which the callback
+    matches to 1e-10).
     """
-    sub = keras.Model(model.input, [model.get_layer(name).output for name in names])
-    return [_pooled(t) for t in keras.tree.flatten(sub.predict_on_batch(x))]
+    sub = keras.Model(model.input, [_pooled(model.get_layer(name).output) for name in names])
+    return keras.tree.flatten(sub.predict_on_batch(x))
 
 
 def by_hand(kind, model, x):
@@ -56,10 +58,13 @@ def by_hand(kind, model, x):
         h, block = _outputs(model, ["global_average_pooling2d", "block_6_project_BN"], x)
         return h, model.get_layer("predictions"), {"block_6_project_BN": block}
     if kind == "Sequential":
-        body = keras.Sequential(model.layers[:-1])
-        first = keras.Sequential(model.layers[:1])
-        return (body.predict_on_batch(x), model.layers[-1],
-                {model.layers[0].name: _pooled(first.predict_on_batch(x))})
+        inputs = keras.Input(x.shape[1:])
+        first = model.layers[0](inputs)
+        h = first
+        for layer in model.layers[1:-1]:
+            h = layer(h)
+        h, first = keras.Model(inputs, [h, _pooled(first)]).predict_on_batch(x)
+        return h, model.layers[-1], {model.layers[0].name: first}
     if kind == "Functional":
         h, conv = _outputs(model, ["embedding", "conv"], x)
         return h, model.get_layer("head"), {"conv": conv}

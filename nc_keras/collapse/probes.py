@@ -106,6 +106,9 @@ def probe(model, features=None, classifier=None, layers=(), reduction="mean"):
     """
     if reduction not in LAYER_REDUCTIONS:
         raise ValueError(f"layer_reduction must be one of {LAYER_REDUCTIONS}; got {reduction!r}")
+    if not model.built:
+        raise ValueError(f"model {model.name!r} is not built: call it on a batch, "
+                         "build it, or measure inside fit")
     layer = find_classifier(model, classifier)
     layers = [find_layer(model, spec, "layers") for spec in layers]
     names = [item.name for item in layers]
