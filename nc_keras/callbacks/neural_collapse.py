@@ -127,6 +127,7 @@ class NeuralCollapse(keras.callbacks.Callback):
         self._probe = None
         self._probe_of = None
         self._predictor = None
+        self._started = False
         self._previous_means = {}
 
     def _passes(self):
@@ -143,18 +144,29 @@ class NeuralCollapse(keras.callbacks.Callback):
         return keys
 
     def on_train_begin(self, logs=None):
+        self._started = True
+        self._predictor = None
+        self._previous_means = {}
+        if self.history_path:
+            os.makedirs(self.history_path, exist_ok=True)
+        # A model that fit has not built yet (a Sequential or subclassed one
+        # on TensorFlow) gets its probe at the first epoch end; any other
+        # fails here, before training, if its layers cannot be found.
+        if self.model.built:
+            self._ensure_probe()
+
+    def _ensure_probe(self):
         # Built once per model: an extractor sharing the model's layers, so
         # it always sees the current weights.
         if self._probe_of is not self.model:
             self._probe = collapse.probes.probe(
                 self.model, self.features, self.classifier, self.layers, self.layer_reduction)
             self._probe_of = self.model
+            self._predictor = None
         # How the active distribution (if any) runs the extractor: each
         # replica a share of every batch, statistics merged across hosts.
-        self._predictor = self._probe.predictor()
-        self._previous_means = {}
-        if self.history_path:
-            os.makedirs(self.history_path, exist_ok=True)
+        if self._predictor is None:
+            self._predictor = self._probe.predictor()
 
     def _should_measure(self, epoch):
         last = self.params.get("epochs") if self.params else None
@@ -162,11 +174,12 @@ class NeuralCollapse(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = {} if logs is None else logs
+        if not self._started:  # used outside fit
+            self.on_train_begin()
+        self._ensure_probe()
         if not self._should_measure(epoch):
             logs.update(dict.fromkeys(self.keys, math.nan))
             return
-        if self._probe is None:  # used outside fit
-            self.on_train_begin()
         W, b = self._probe.weights()
         saved = {"W": W} if b is None else {"W": W, "b": b}
         if self._probe.layer_names:  # their order is their depth, for plots
