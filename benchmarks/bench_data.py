@@ -19,7 +19,7 @@ Prints a markdown table and appends it, with the date and machine, to
 benchmarks/results/data.md (unless --no-append).
 
 Usage:
-    KERAS_BACKEND=jax python benchmarks/bench_data.py [--data-dir ../shared/data]
+    KERAS_BACKEND=jax python benchmarks/bench_data.py [--data-dir DATA]
 """
 
 import argparse

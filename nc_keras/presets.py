@@ -7,11 +7,12 @@ a `label`), and the figure's layout, title and default output folder.
 `RECIPES` lists them by name; `recipes/*.py` and
 `nc_keras.cli.recipe.recipe_main` run them:
 
-    python recipes/fixed_etf_resnet50.py --preset smoke --data-dir ../shared/data
+    python recipes/fixed_etf_resnet50.py --preset smoke --data-dir DATA
 
 Every recipe has two presets: `paper`, the paper's settings (for a GPU,
 hours), and `smoke`, a CPU-sized version (minutes) that still shows the
-trend. The paper's defaults that no preset repeats are `TrainConfig`'s (Sec.
+trend; Fig. 3 and Fig. 5 also have `cpu`, which reaches the terminal phase
+(100% training accuracy) on a 2-core CPU. The paper's defaults that no preset repeats are `TrainConfig`'s (Sec.
 4.1): SGD momentum 0.9, the learning rate divided by 10 every 40 epochs,
 coupled weight decay on all parameters.
 """
@@ -67,6 +68,16 @@ OPTIMIZER_VARIANTS = (
     {"label": "L-BFGS", "optimizer": "lbfgs"},
 )
 
+# Fig. 3 at CPU size on real MNIST (100 images per class, width-8 ResNet18,
+# 30 epochs, lr / 10 every 12; docs/evidence/nc_optimizers_cpu). One
+# full-batch L-BFGS epoch (20 iterations with line search) costs about ten
+# SGD epochs here, so L-BFGS runs 12 epochs.
+OPTIMIZERS_CPU = TrainConfig(
+    dataset="mnist", model="resnet18_adapt", width=8, samples_per_class=100,
+    test_samples_per_class=50, epochs=30, lr_drop_every=12, weight_decay=5e-4,
+)  # fmt: skip
+OPTIMIZER_CPU_VARIANTS = OPTIMIZER_VARIANTS[:2] + ({**OPTIMIZER_VARIANTS[2], "epochs": 12},)
+
 # Fig. 4 (Sec. 4.2): random labels, SGD lr 0.01, batch 64, weight decay
 # 1e-4. The paper gives no list of widths; the paper preset takes ResNet18
 # widths 8-64 (stages k, 2k, 4k, 8k) and MLPs of width 512-2048, depth 4.
@@ -101,6 +112,17 @@ FIXED_ETF_SMOKE = TrainConfig(
     samples_per_class=100, test_samples_per_class=50,
     optimizer="sgd", learning_rate=0.05, batch_size=32, epochs=6, weight_decay=5e-4,
 )  # fmt: skip
+# Its CPU-sized version that reaches the terminal phase (100% training
+# accuracy) on real CIFAR-10 in about 10 CPU-minutes: a width-8 ResNet18
+# (3x3 stem) on 100 images per class, WITHOUT augmentation (unlike the
+# paper: augmentation would keep a 2-core CPU from fitting the set), 30
+# epochs, the learning rate / 10 every 12 (docs/evidence/fixed_etf_cpu).
+FIXED_ETF_CPU = TrainConfig(
+    dataset="cifar10", model="resnet18_adapt", width=8, augment=False,
+    samples_per_class=100, test_samples_per_class=100,
+    optimizer="sgd", learning_rate=0.05, batch_size=32, epochs=30, lr_drop_every=12,
+    weight_decay=5e-4,
+)  # fmt: skip
 FIXED_ETF_VARIANTS = (
     {"label": "learned"},
     {"label": "fixed ETF", "classifier": "etf"},
@@ -116,9 +138,44 @@ FEATURE_DECAY_VARIANTS = (
     {"label": "decay on W, b and H", "decay": "features"},
 )
 
+# Other losses (Zhou et al., NeurIPS 2022, "Are all losses created equal?";
+# Han et al., ICLR 2022, for MSE): cross-entropy, MSE on one-hot targets,
+# label smoothing (alpha 0.1) and the focal loss (gamma 2) all collapse, at
+# similar test accuracy. Paper: the setting of Sec. 4.1 (ResNet18, CIFAR-10,
+# SGD). Smoke: an MLP on 100 real MNIST images per class, constant
+# learning rate, 20 epochs: CPU minutes.
+LOSS_VARIANTS = (
+    {"label": "CE", "loss": "ce"},
+    {"label": "MSE", "loss": "mse"},
+    {"label": "label smoothing 0.1", "loss": "label_smoothing", "label_smoothing": 0.1},
+    {"label": "focal 2", "loss": "focal", "focal_gamma": 2.0},
+)
+NC_LOSSES_SMOKE = TrainConfig(
+    dataset="mnist", model="mlp", width=256, depth=3, samples_per_class=100,
+    test_samples_per_class=50, optimizer="sgd", learning_rate=0.05, batch_size=128,
+    epochs=20, lr_drop_every=0, weight_decay=5e-3,
+)  # fmt: skip
+
+# Minority collapse (Fang et al., PNAS 2021): K/2 majority classes of n_A
+# examples and K/2 minority classes of n_B = n_A / R (their step
+# imbalance). With a learned classifier the minority rows w_k draw together
+# (their mean pairwise cosine rises towards 1) and the minority test
+# accuracy falls; a fixed simplex-ETF classifier (Sec. 4.3) keeps them
+# apart by construction. Paper: ResNet18 on CIFAR-10 (Sec. 4.1 setting),
+# R = 100 (5000 and 50 examples per class). Smoke: an MLP (width 256,
+# depth 3) on 200 and 10 real CIFAR-10 images per class (R = 20).
+MINORITY_PAPER = dataclasses.replace(SEC41_PAPER, samples_per_class=[5000] * 5 + [50] * 5)
+MINORITY_SMOKE = dataclasses.replace(
+    NC_LOSSES_SMOKE, dataset="cifar10", samples_per_class=[200] * 5 + [10] * 5, batch_size=64
+)
+MINORITY_VARIANTS = (
+    {"label": "learned"},
+    {"label": "fixed ETF", "classifier": "etf"},
+)
+
 RECIPES = {
     "nc_optimizers": Recipe(
-        presets=_sec41(OPTIMIZER_VARIANTS),
+        presets={**_sec41(OPTIMIZER_VARIANTS), "cpu": (OPTIMIZERS_CPU, OPTIMIZER_CPU_VARIANTS)},
         layout="fig3",
         title="Neural collapse across optimizers (Fig. 3)",
         output_dir="runs/nc_optimizers",
@@ -133,7 +190,11 @@ RECIPES = {
         output_dir="runs/random_labels",
     ),
     "fixed_etf": Recipe(
-        presets={"paper": (FIXED_ETF_PAPER, FIXED_ETF_VARIANTS), "smoke": (FIXED_ETF_SMOKE, FIXED_ETF_VARIANTS)},
+        presets={
+            "paper": (FIXED_ETF_PAPER, FIXED_ETF_VARIANTS),
+            "smoke": (FIXED_ETF_SMOKE, FIXED_ETF_VARIANTS),
+            "cpu": (FIXED_ETF_CPU, FIXED_ETF_VARIANTS),
+        },
         layout="fig5",
         title="Learned vs fixed simplex-ETF classifier (Fig. 5)",
         output_dir="runs/fixed_etf",
@@ -143,6 +204,18 @@ RECIPES = {
         layout="fig3",
         title="Weight decay on H and the last layer vs all parameters (appendix)",
         output_dir="runs/feature_decay",
+    ),
+    "nc_losses": Recipe(
+        presets={"paper": (SEC41_PAPER, LOSS_VARIANTS), "smoke": (NC_LOSSES_SMOKE, LOSS_VARIANTS)},
+        layout="fig3",
+        title="Neural collapse under CE, MSE, label smoothing and focal loss",
+        output_dir="runs/nc_losses",
+    ),
+    "minority_collapse": Recipe(
+        presets={"paper": (MINORITY_PAPER, MINORITY_VARIANTS), "smoke": (MINORITY_SMOKE, MINORITY_VARIANTS)},
+        layout="minority",
+        title="Minority collapse under class imbalance: learned vs fixed ETF (Fang et al. 2021)",
+        output_dir="runs/minority_collapse",
     ),
 }
 

@@ -4,14 +4,15 @@
 the one place that names its files, so that the trainer, the callbacks, the
 plots and the command line agree on them:
 
-    config.json        the resolved TrainConfig
+    config.json        the resolved TrainConfig, and under "built" what the model is
     versions.json      the software versions
     log.csv            one row per epoch (EpochCSVLogger)
     tensorboard/       TensorBoard event files
     nc_history/        nc_epoch_NNNN.npz per measurement (W, b, class means, metrics)
     checkpoints/       epoch_NNNN.keras, when checkpoints are asked for
     backup/            BackupAndRestore state while the run is unfinished
-    summary.json       the last epoch's values, written when the run completes
+    summary.json       the last epoch's values and the status (finished, or
+                       diverged: the loss became NaN), written when the run ends
     figure.png         the run's figure
 
 Every file is written atomically: to a temporary file in the same folder,
@@ -69,9 +70,33 @@ class RunFolder:
         return str(self.checkpoints / "epoch_{epoch:04d}.keras")
 
     @property
+    def status(self):
+        """The summary's "status": "finished" or "diverged"; None while unfinished.
+
+        A summary written before runs had a status counts as "finished".
+        """
+        if not self.summary.exists():
+            return None
+        return json.loads(self.summary.read_text()).get("status", "finished")
+
+    @property
     def finished(self):
-        """True when the run completed (its summary was written)."""
-        return self.summary.exists()
+        """True when the run completed (its summary was written, no divergence)."""
+        return self.status == "finished"
+
+    def check_writable(self):
+        """`ValueError` unless the folder exists or can be created, and is writable.
+
+        Checked before a run writes anything, so that an output path that is
+        a file, or lies in a read-only place, fails at once and cleanly.
+        """
+        path = self.root.absolute()
+        while not path.exists():
+            path = path.parent
+        if not path.is_dir():
+            raise ValueError(f"output directory {self.root}: {path} is a file, not a directory.")
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise ValueError(f"output directory {self.root}: {path} is not writable.")
 
 
 def nc_history_file(folder, epoch):

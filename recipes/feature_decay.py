@@ -8,7 +8,7 @@ on the backbone. H are the raw penultimate features (the public reference
 code penalized L2-normalized features, a constant with zero gradient).
 
     python recipes/feature_decay.py --preset paper --data-dir DATA    # GPU, hours
-    python recipes/feature_decay.py --preset smoke --data-dir ../shared/data
+    python recipes/feature_decay.py --preset smoke --data-dir DATA
 
 The smoke preset uses a narrow ResNet18 (width 8) and 100 MNIST images per
 class.

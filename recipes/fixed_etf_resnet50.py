@@ -7,7 +7,7 @@ ETF, learned with d = K = 10, fixed ETF with d = K. The paper finds all four
 on par (~95% test accuracy) with the same collapse.
 
     python recipes/fixed_etf_resnet50.py --preset paper --data-dir DATA   # GPU, hours
-    python recipes/fixed_etf_resnet50.py --preset smoke --data-dir ../shared/data
+    python recipes/fixed_etf_resnet50.py --preset smoke --data-dir DATA
 
 The smoke preset trains a narrow ResNet18 (width 8, 3x3 stem) on 100 images
 per class, batch 32, for 6 epochs: under 3 minutes on a 2-core CPU, where

@@ -7,7 +7,7 @@ batch 64), L-BFGS (history 10, lr 0.1, batch 2048, line search). All three
 drive NC1-NC4 towards zero.
 
     python recipes/nc_optimizers.py --preset paper --data-dir DATA     # GPU, hours
-    python recipes/nc_optimizers.py --preset smoke --data-dir ../shared/data
+    python recipes/nc_optimizers.py --preset smoke --data-dir DATA
 
 The smoke preset trains a narrow ResNet18 (width 8, 3x3 stem) on 100 MNIST
 images per class for a few epochs.

@@ -9,7 +9,7 @@ collapse. The paper's text gives no list of widths; the paper preset takes
 ResNet18 widths 8-64 and MLPs of width 512-2048, depth 4.
 
     python recipes/random_labels.py --preset paper --data-dir DATA    # GPU, hours
-    python recipes/random_labels.py --preset smoke --data-dir ../shared/data
+    python recipes/random_labels.py --preset smoke --data-dir DATA
 
 The smoke preset fits MLPs of three widths to 50 random-label images per
 class: minutes on a CPU.

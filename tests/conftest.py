@@ -36,3 +36,13 @@ def _seeded():
 @pytest.fixture
 def backend():
     return keras.backend.backend()
+
+
+def pytest_configure(config):
+    # Registered here, not in pyproject.toml; tests/recipes/test_preflight.py
+    # says which of them run by default on which backend.
+    config.addinivalue_line(
+        "markers",
+        "slow_preflight: a paper preset at full model size on real data for one batch "
+        "(minutes on a CPU); deselect with -m 'not slow_preflight'",
+    )

@@ -11,7 +11,8 @@ FIELDS = {field.name for field in dataclasses.fields(TrainConfig)}
 @pytest.mark.parametrize("name", sorted(presets.RECIPES))
 def test_every_recipe_has_a_paper_and_a_smoke_preset_of_valid_variants(name):
     recipe = presets.RECIPES[name]
-    assert set(recipe.presets) == {"paper", "smoke"}
+    # cpu: where offered, the CPU-sized run that reaches the terminal phase.
+    assert {"paper", "smoke"} <= set(recipe.presets) <= {"paper", "smoke", "cpu"}
     assert recipe.layout in plots.LAYOUTS
     for base, variants in recipe.presets.values():
         labels = [variant["label"] for variant in variants]
@@ -35,3 +36,16 @@ def test_paper_presets_keep_the_papers_settings():
     assert (random.dataset, random.learning_rate, random.batch_size, random.weight_decay) == (
         "cifar10_random", 0.01, 64, 1e-4,
     )  # fmt: skip
+
+
+def test_cpu_presets_are_the_committed_evidence_settings():
+    # docs/evidence/fixed_etf_cpu and nc_optimizers_cpu ran these exact settings.
+    fixed_etf, variants = presets.RECIPES["fixed_etf"].presets["cpu"]
+    assert (fixed_etf.dataset, fixed_etf.model, fixed_etf.width, fixed_etf.augment) == (
+        "cifar10", "resnet18_adapt", 8, False)
+    assert (fixed_etf.samples_per_class, fixed_etf.test_samples_per_class) == (100, 100)
+    assert (fixed_etf.epochs, fixed_etf.lr_drop_every, fixed_etf.batch_size) == (30, 12, 32)
+    assert len(variants) == 4
+    optimizers, variants = presets.RECIPES["nc_optimizers"].presets["cpu"]
+    assert (optimizers.dataset, optimizers.samples_per_class, optimizers.epochs) == ("mnist", 100, 30)
+    assert [v.get("epochs") for v in variants] == [None, None, 12]

@@ -1,17 +1,39 @@
-"""Reliability: what the library does with bad input and odd conditions, one section per concern."""
+"""Reliability: what the library does with bad input and odd conditions, one section per concern.
 
+Kills are simulated by a callback that raises at a chosen point, and by
+putting files back as the kill would have left them.
+"""
+
+from pathlib import Path
+import csv
 import dataclasses
 import gzip
+import json
 import logging
+import math
+import os
 import re
+import shutil
+import subprocess
+import sys
 import tarfile
+import warnings
 
+from PIL import Image
+import keras
 import numpy as np
 import pytest
-from PIL import Image
 
-from nc_keras import data
+from nc_keras import data, models, ufm
+from nc_keras.callbacks import read_csv_log
+from nc_keras.cli import main
+from nc_keras.cli.recipe import recipe_main
+from nc_keras.collapse import CollapseStatistics, metrics
 from nc_keras.data import download, image_tree
+from nc_keras.train import TrainConfig, TrainingDiverged, resume, train
+
+
+
 
 # --- data: corrupted or odd input ---
 
@@ -203,3 +225,528 @@ def test_data_tfds_probe_drops_only_its_variant_folder_warning(tmp_path, monkeyp
 def test_data_real_cifar10_tarball_reads_whole(shared_data):
     members = image_tree.tarball_images(shared_data / "cifar10-jpg.tar.gz")
     assert {split: len(found) for split, found in members.items()} == {"train": 50_000, "test": 10_000}
+
+
+# --- ufm: no hang, no false convergence ---
+
+NAN = float("nan")
+# A tiny instance (K, d, n) shared by the solver tests, so they compile once.
+TINY = (3, 4, 2)
+LAMBDAS = (ufm.DEFAULT_LAMBDA,) * 3
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("method", ufm.METHODS)
+def test_ufm_nan_start_stops_and_says_diverged(method):
+    # Used to halve the gd step forever (every Armijo test fails on NaN).
+    result = ufm.solve(*TINY, method=method, init_scale=NAN, record_metrics=False)
+    assert result.diverged and not result.converged
+    assert result.status == "diverged" and "diverged" in result.message
+    assert result.steps == 0 and result.polish_steps == 0
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("method", ["sgd", "adam"])
+def test_ufm_nan_learning_rate_stops_before_and_without_the_polish(method):
+    result = ufm.solve(*TINY, method=method, lr=NAN, steps=50, record_metrics=False)
+    assert result.diverged and not result.converged and result.status == "diverged"
+    # It stops at the first record (one epoch), and the polish never starts.
+    assert result.steps < 50 and result.polish_steps == 0
+    assert math.isnan(result.final["objective"])
+
+
+@pytest.mark.timeout(120)
+def test_ufm_blown_up_sgd_is_diverged_not_converged():
+    # Used to polish from f ~ 1e136 until the line search's round-off stop,
+    # then report converged=True.
+    result = ufm.solve(*TINY, method="sgd", lr=1e6, steps=20, record_metrics=False)
+    assert result.diverged and not result.converged
+    assert result.polish_steps == 0
+
+
+@pytest.mark.timeout(120)
+def test_ufm_converged_needs_both_the_gap_and_the_gradient():
+    early = ufm.solve(*TINY, method="gd", gap_tolerance=1e-2, record_metrics=False)
+    assert early.status == "gap_reached" and not early.converged and not early.diverged
+    unpolished = ufm.solve(*TINY, method="sgd", steps=3, polish=False, record_metrics=False)
+    assert unpolished.status == "max_steps" and not unpolished.converged
+    full = ufm.solve(*TINY, method="gd", record_metrics=False)
+    assert full.converged and full.status == "converged" and not full.diverged
+    assert abs(full.final["relative_gap"]) <= ufm.CONVERGED_RELATIVE_GAP
+
+
+@pytest.mark.parametrize("value", [NAN, float("inf"), -1.0])
+@pytest.mark.parametrize("position, name", [(0, "lambda_w"), (1, "lambda_h"), (2, "lambda_b")])
+def test_ufm_optimum_and_solve_refuse_bad_lambdas(value, position, name):
+    lambdas = list(LAMBDAS)
+    lambdas[position] = value
+    with pytest.raises(ValueError, match=name):
+        ufm.optimum(3, 2, *lambdas)
+    with pytest.raises(ValueError, match=name):
+        ufm.solve(*TINY, *lambdas, method="gd")
+
+
+@pytest.mark.parametrize(
+    "position, name", [(0, "num_classes"), (1, "feature_dim"), (2, "n_per_class")]
+)
+def test_ufm_counts_must_be_whole_numbers(position, name):
+    sizes = list(TINY)
+    sizes[position] = 2.7
+    with pytest.raises(ValueError, match=name):
+        ufm.solve(*sizes, method="gd")
+    if name != "feature_dim":
+        with pytest.raises(ValueError, match=name):
+            ufm.optimum(sizes[0], sizes[2], *LAMBDAS)
+    # Whole numbers written as floats are the same problem.
+    assert ufm.optimum(3.0, 2.0, *LAMBDAS) == ufm.optimum(3, 2, *LAMBDAS)
+
+
+@pytest.mark.timeout(120)
+def test_ufm_d_below_k_minus_1_warns_and_reports_no_gap():
+    with pytest.warns(UserWarning, match="Theorem 3.1"):
+        result = ufm.solve(4, 2, 2, method="lbfgs", record_metrics=False)
+    assert result.optimum is None
+    rows = result.trajectory
+    assert all(math.isnan(row["gap"]) and math.isnan(row["relative_gap"]) for row in rows)
+    assert math.isnan(result.gap_before_polish)
+    # Judged on the gradient alone: f is stationary there, above Theorem 3.1's f*.
+    assert result.converged and result.final["objective"] > ufm.optimum(4, 2, *LAMBDAS).value
+
+
+@pytest.mark.parametrize(
+    "option", [{"steps": 0}, {"steps": -3}, {"batch_size": 0}, {"batch_size": -1}]
+)
+def test_ufm_zero_or_negative_steps_and_batch_size_are_errors(option):
+    name = next(iter(option))
+    with pytest.raises(ValueError, match=name):
+        ufm.solve(*TINY, method="sgd", record_metrics=False, **option)
+
+
+@pytest.mark.parametrize("bad", [3, -1])
+def test_ufm_objective_refuses_labels_outside_the_classes(bad):
+    K, d, n = TINY
+    W, H, b = ufm.random_start(K, d, n)
+    labels = ufm.class_labels(K, n)
+    labels[-1] = bad
+    with pytest.raises(ValueError, match="labels"):
+        ufm.objective(W, H, b, labels, *LAMBDAS)
+    # One label short of H's columns is refused too.
+    with pytest.raises(ValueError, match="labels"):
+        ufm.objective(W, H, b, ufm.class_labels(K, n)[:-1], *LAMBDAS)
+
+
+# --- resume ---
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def _config(tmp_path, name="run", **changes):
+    settings = dict(
+        dataset="mnist_subset", model="mlp", width=16, depth=2, epochs=3, batch_size=50,
+        learning_rate=0.05, samples_per_class=10, test_samples_per_class=5, seed=3,
+        output_dir=str(tmp_path / name),
+    )  # fmt: skip
+    settings.update(changes)
+    return TrainConfig(**settings)
+
+
+class _Crash(keras.callbacks.Callback):
+    """Raises at the end of `epoch`, after the run's own callbacks (backup included)."""
+
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise RuntimeError("simulated kill")
+
+
+class _CopyBackup(keras.callbacks.Callback):
+    """Copies the backup as it is at the end of `epoch` to `target`."""
+
+    def __init__(self, epoch, source, target):
+        super().__init__()
+        self.epoch, self.source, self.target = epoch, source, target
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.epoch:
+            shutil.copytree(self.source, self.target)
+
+
+def _epochs_seen():
+    seen = []
+    return seen, keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs: seen.append(epoch))
+
+
+def _tensorboard_steps(log_dir, tag="epoch_loss"):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    accumulator = EventAccumulator(str(log_dir), size_guidance={"tensors": 0})
+    accumulator.Reload()
+    return sorted(event.step for event in accumulator.Tensors(tag))
+
+
+
+def test_resume_refuses_other_settings_and_names_them(tmp_path):
+    config = _config(tmp_path, epochs=2)
+    with pytest.raises(RuntimeError, match="simulated kill"):
+        train(config, callbacks=[_Crash(0)], verbose=0)
+    written = (tmp_path / "run" / "config.json").read_text()
+    with pytest.raises(ValueError, match="learning_rate 0.05 -> 0.1, weight_decay") as refused:
+        train(_config(tmp_path, epochs=2, learning_rate=0.1, weight_decay=1e-3, width=32), verbose=0)
+    assert "width 16 -> 32" in str(refused.value)
+    assert (tmp_path / "run" / "config.json").read_text() == written
+    # A new label names the run differently; it is the same run.
+    seen, recorder = _epochs_seen()
+    train(_config(tmp_path, epochs=2, label="renamed"), callbacks=[recorder], verbose=0)
+    assert seen == [1]
+
+
+def test_resume_after_a_kill_before_the_backup_matches_an_uninterrupted_run(tmp_path):
+    # Augmentation and ncc_mismatch's "previous" class means are covered too.
+    uninterrupted = train(_config(tmp_path, "whole", augment=True), verbose=0)
+
+    config = _config(tmp_path, augment=True)
+    out = tmp_path / "run"
+    with pytest.raises(RuntimeError, match="simulated kill"):
+        train(config, callbacks=[_CopyBackup(0, out / "backup", tmp_path / "backup_0"), _Crash(1)],
+              verbose=0)
+    # As a kill between the logging of epoch 1 and its backup leaves it:
+    # epoch 1 in log.csv, TensorBoard and nc_history, the backup of epoch 0.
+    shutil.rmtree(out / "backup")
+    shutil.copytree(tmp_path / "backup_0", out / "backup")
+    assert read_csv_log(out / "log.csv")["epoch"] == [0, 1]
+
+    seen, recorder = _epochs_seen()
+    resumed = train(config, callbacks=[recorder], verbose=0)
+    assert seen == [1, 2]
+    assert resumed.keys() == uninterrupted.keys()
+    for key in resumed:
+        np.testing.assert_allclose(resumed[key], uninterrupted[key], rtol=1e-5, err_msg=key)
+    for writer in ("train", "validation"):
+        assert _tensorboard_steps(out / "tensorboard" / writer, "epoch_nc1") == [0, 1, 2], writer
+
+
+def test_resume_data_epoch_depends_on_seed_and_epoch_only():
+    def batches(epochs):
+        stream = data.load("mnist_subset", "train", 20, samples_per_class=5, augment=True,
+                           seed=3, epochs=epochs)  # fmt: skip
+        return [(keras.ops.convert_to_numpy(x), keras.ops.convert_to_numpy(y)) for x, y in stream]
+
+    from_start, from_two = batches(range(3)), batches(range(2, 3))
+    assert len(from_start) == 9 and len(from_two) == 3
+    for (x, y), (x2, y2) in zip(from_start[6:], from_two):
+        np.testing.assert_array_equal(x, x2)
+        np.testing.assert_array_equal(y, y2)
+    assert not np.array_equal(from_start[0][1], from_start[3][1])  # reshuffled per epoch
+
+
+def test_resume_after_fit_only_writes_the_summary(tmp_path):
+    config = _config(tmp_path, epochs=2)
+    history = train(config, verbose=0)
+    out = tmp_path / "run"
+    # A kill after fit removed the backup, before the summary and figure.
+    (out / "summary.json").unlink()
+    (out / "figure.png").unlink()
+    seen, recorder = _epochs_seen()
+    assert train(config, callbacks=[recorder], verbose=0) == history
+    assert seen == []
+    assert json.loads((out / "summary.json").read_text())["status"] == "finished"
+    assert (out / "figure.png").exists()
+
+
+# NaN features and weights warn in the NC metrics and the figure, as they should.
+@pytest.mark.filterwarnings("ignore::RuntimeWarning", "ignore::UserWarning")
+def test_resume_marks_a_diverged_run_and_trains_it_again(tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(TrainingDiverged, match="diverged"):
+        train(_config(tmp_path, learning_rate=1e30), verbose=0)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "diverged"
+    log = read_csv_log(out / "log.csv")
+    assert not math.isfinite(log["loss"][-1])
+    # Not a finished run: training again starts over, with other settings too.
+    history = train(_config(tmp_path, learning_rate=0.05), verbose=0)
+    assert history["epoch"] == [0, 1, 2] and all(map(math.isfinite, history["loss"]))
+    assert json.loads((out / "summary.json").read_text())["status"] == "finished"
+
+
+def test_resume_prune_tensorboard_drops_later_steps_and_a_torn_record(tmp_path):
+    import tensorflow as tf
+
+    writer = tf.summary.create_file_writer(str(tmp_path))
+    with writer.as_default():
+        for step in range(4):
+            tf.summary.scalar("epoch_loss", float(step), step=step)
+    writer.close()
+    (event_file,) = tmp_path.glob("*tfevents*")
+    with open(event_file, "ab") as handle:
+        handle.write(b"\x30\x00\x00\x00\x00\x00\x00\x00torn")  # a write cut short
+    resume.prune_tensorboard(tmp_path, 2)
+    assert _tensorboard_steps(tmp_path) == [0, 1]
+    assert [p.name for p in tmp_path.iterdir()] == [event_file.name]
+
+
+# --- training configuration ---
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("learning_rate", -0.1, "learning_rate must be > 0"),
+        ("weight_decay", -5e-4, "weight_decay must be >= 0"),
+        ("lr_drop_factor", 0.0, "lr_drop_factor must be > 0"),
+        ("lr_drop_factor", -0.1, "lr_drop_factor must be > 0"),
+        ("learning_rate", math.nan, "learning_rate must be a finite number"),
+        ("weight_decay", math.inf, "weight_decay must be a finite number"),
+        ("batch_size", 0, "batch_size must be >= 1"),
+        ("samples_per_class", 0, "samples_per_class must be >= 1"),
+    ],
+)
+def test_config_resolved_rejects_bad_numbers(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**{field: value}).resolved()
+
+
+@pytest.mark.parametrize(
+    "option, value",
+    [("--batch-size", "0"), ("--learning-rate", "-0.05"), ("--weight-decay", "-1"),
+     ("--lr-drop-factor", "0"), ("--weight-decay", "nan")],
+)  # fmt: skip
+def test_config_train_command_refuses_before_writing(tmp_path, capsys, option, value):
+    out = tmp_path / "run"
+    argv = ["train", "--dataset", "mnist_subset", "--model", "mlp", "--width", "16",
+            "--epochs", "1", "--quiet", "--output-dir", str(out), option, value]  # fmt: skip
+    assert main(argv) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("nc-keras train: error: ") and option in error
+    assert not out.exists()
+
+
+def test_config_output_path_must_be_a_writable_folder(tmp_path, capsys):
+    a_file = tmp_path / "taken"
+    a_file.write_text("not a folder")
+    targets = [a_file, a_file / "run"]
+    if os.geteuid() != 0:  # root writes anywhere
+        read_only = tmp_path / "read_only"
+        read_only.mkdir(mode=0o555)
+        targets.append(read_only / "run")
+    for target in targets:
+        argv = ["train", "--dataset", "mnist_subset", "--model", "mlp", "--epochs", "1",
+                "--quiet", "--output-dir", str(target)]  # fmt: skip
+        assert main(argv) == 2, target
+        assert "error: output directory" in capsys.readouterr().err
+        assert target == a_file or not target.exists()
+    assert a_file.read_text() == "not a folder"
+
+
+# --- new-user frictions ---
+
+
+def test_friction_recipe_offline_error_names_the_option_and_writes_nothing(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(download, "host_reachable", lambda *args, **kwargs: False)  # offline
+    empty = tmp_path / "data"
+    empty.mkdir()
+    out = tmp_path / "out"
+    argv = ["--dataset", "mnist", "--data-dir", str(empty), "--output-dir", str(out), "--quiet"]
+    assert recipe_main("nc_optimizers", "a recipe", argv) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: ") and "--data-dir" in error and "data_dir" not in error
+    assert not out.exists()
+
+
+def test_friction_default_output_dir_is_stated(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    assert "where results are written (default: runs/run)" in " ".join(capsys.readouterr().out.split())
+    assert "default `runs/run`" in README.read_text()
+
+
+def test_friction_measure_accepts_one_keras_file(tmp_path, capsys):
+    model = models.mlp(width=16, depth=1, num_classes=3, input_shape=(4, 4, 1))
+    model.save(tmp_path / "model.keras")
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "data.npz", x=rng.standard_normal((30, 4, 4, 1)).astype("float32"),
+             y=np.arange(30) % 3)
+    assert main(["measure", str(tmp_path / "model.keras"), "--data", str(tmp_path / "data.npz")]) == 0
+    with open(tmp_path / "collapse.csv", newline="") as handle:
+        assert [row["checkpoint"] for row in csv.DictReader(handle)] == ["model.keras"]
+
+
+@pytest.mark.parametrize("command", ["demo", "params"])
+def test_friction_help_shows_single_percent_signs(capsys, command):
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    text = capsys.readouterr().out
+    assert "%%" not in text and "%" in text
+
+
+def test_friction_demo_duration_in_help_and_readme_agree(capsys):
+    with pytest.raises(SystemExit):
+        main(["demo", "--help"])
+    in_help = re.search(r"about (\d+) minutes? on a 2-core CPU", capsys.readouterr().out)
+    in_readme = re.search(r"`nc-keras demo`, about (\d+) minutes? on a 2-core CPU", README.read_text())
+    assert in_help and in_readme and in_help.group(1) == in_readme.group(1)
+
+
+def test_friction_load_model_needs_only_the_import_the_readme_names(tmp_path):
+    assert "`import nc_keras.models` once before\n  `keras.models.load_model(" in README.read_text()
+    # An ETF classifier (nc_keras layers) with the appendix's penalties (HalfL2).
+    model = models.mlp(width=16, depth=1, classifier="etf", lambda_w=0.1, lambda_b=0.1, lambda_h=0.1)
+    model.save(tmp_path / "model.keras")
+    code = (
+        "import keras, nc_keras.models\n"
+        f"model = keras.models.load_model({str(tmp_path / 'model.keras')!r})\n"
+        "print(type(model.get_layer('classifier')).__name__)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, "KERAS_BACKEND": keras.backend.backend()})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().endswith("SimplexETF")
+
+
+def test_friction_mlp_accepts_vector_inputs():
+    model = models.mlp(width=16, depth=1, num_classes=3, input_shape=(16,))
+    assert model.output.shape == (None, 3)
+    logits = model(np.ones((2, 16), "float32"))
+    assert tuple(logits.shape) == (2, 3)
+    with pytest.raises(ValueError, match="input_shape must be positive sizes"):
+        models.mlp(width=16, depth=1, input_shape=(16, 0))
+
+
+def problem(N=300, d=9, K=4, seed=0, spread=1.0):
+    rng = np.random.default_rng(seed)
+    y = np.repeat(np.arange(K), N // K)
+    H = 3.0 * rng.normal(size=(K, d))[y] + spread * rng.normal(size=(N, d))
+    return H, y, rng.normal(size=(K, d)), rng.normal(size=K)
+
+
+def streamed(H, y, logits=None, batch=37):
+    stats = CollapseStatistics(int(y.max()) + 1)
+    for start in range(0, len(y), batch):
+        part = slice(start, start + batch)
+        stats.update(H[part], y[part], None if logits is None else logits[part])
+    return stats
+
+
+# --- collapse ---------------------------------------------------------------------
+
+
+def test_collapse_logits_passed_as_labels_are_refused():
+    # Old: any float (N, K) "labels" were argmaxed into labels.
+    H, y, W, b = problem()
+    logits = H @ W.T + b
+    probabilities = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    for wrong in (logits, probabilities, 0.9 * np.eye(4)[y] + 0.025):
+        with pytest.raises(ValueError, match="exact one-hot"):
+            metrics(H, wrong, W, b)
+        with pytest.raises(ValueError, match="exact one-hot"):
+            CollapseStatistics(4).update(H, wrong)
+    # Exact one-hot rows, float or integer, are labels.
+    expected = metrics(H, y, W, b)
+    for one_hot in (np.eye(4)[y], np.eye(4, dtype=np.int32)[y]):
+        assert metrics(H, one_hot, W, b) == pytest.approx(expected, rel=1e-15)
+
+
+@pytest.mark.parametrize("fault", ["W", "b"])
+def test_collapse_nonfinite_classifier_gives_nan_predictions_and_names_it(fault):
+    # Old: accuracy and ncc_mismatch counted argmax of NaN logits (class 0),
+    # and a NaN W warned "W W^T is zero".
+    H, y, W, b = problem()
+    if fault == "W":
+        W[1, 2] = np.nan
+    else:
+        b[0] = np.inf
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = metrics(H, y, W, b)
+        streaming = streamed(H, y, H @ W.T + b)
+        streaming.update_ncc(H, H @ W.T + b, streaming.class_means)
+        streaming = streaming.measure(W, b)
+    messages = [str(w.message) for w in caught]
+    assert any(m.startswith(f"{fault} has NaN or infinite entries") for m in messages)
+    assert not any("is zero" in m for m in messages)
+    for out in (result, streaming):
+        for key in ("accuracy", "ncc_mismatch", "nc4"):
+            assert np.isnan(out[key]), key
+        assert np.isfinite(out["nc1"]) and np.isfinite(out["cdnv"])
+        assert np.isnan(out["nc2"]) == (fault == "W")
+
+
+@pytest.mark.parametrize("key,scale_W,scale_H", [
+    ("nc2", 1e100, 1.0), ("nc3", 1e160, 1.0), ("nc3_papyan", 1e160, 1.0),
+    ("nc1", 1.0, 1e-160), ("nc1", 1.0, 1e160), ("trace_ratio", 1.0, 1e160),
+    ("cdnv", 1.0, 1e-160),
+])
+def test_collapse_scale_invariant_metrics_stay_invariant(key, scale_W, scale_H):
+    # Old: W W^T overflowed to inf (NaN nc2), squares of features x 1e160
+    # overflowed and of features x 1e-160 underflowed.
+    H, y, W, b = problem()
+    expected = metrics(H, y, W, b)[key]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # NC4 and the logits may overflow
+        in_memory = metrics(scale_H * H, y, scale_W * W)[key]
+        stream = streamed(scale_H * H, y).measure(scale_W * W)[key]
+    assert in_memory == pytest.approx(expected, rel=1e-10, abs=0)
+    assert stream == pytest.approx(expected, rel=1e-10, abs=0)
+
+
+def test_collapse_logits_of_the_wrong_shape_are_refused_by_name():
+    # Old: (B, K+1) logits counted argmax over the wrong classes; (B,) raised
+    # an AxisError from inside numpy.
+    H, y, W, b = problem()
+    stats = CollapseStatistics(4)
+    for wrong in (np.zeros((len(y), 5)), np.zeros(len(y)), np.zeros((len(y) - 1, 4))):
+        with pytest.raises(ValueError, match="logits must have shape"):
+            stats.update(H, y, wrong)
+        with pytest.raises(ValueError, match="logits must have shape"):
+            stats.update_ncc(H, wrong, np.zeros((4, 9)))
+
+
+@pytest.mark.parametrize("offset", [5.0, 1e6, 1e7])
+def test_collapse_deep_collapse_nc1_far_from_the_origin(offset):
+    # Old: running means (and in-memory class means) at ~1e6 carried a
+    # round-off of eps * 1e6, of the size of the within-class spread 1e-6:
+    # 1.4e-6 (streaming) and 4.6e-6 (in memory) relative error at 1e6,
+    # 1e-4 at 1e7.
+    rng = np.random.default_rng(7)
+    K, d, pairs, eps = 4, 8, 25, 1e-6
+    centres = rng.normal(size=(K, d)) + offset
+    v = rng.normal(size=(K, pairs, d))
+    H = (centres[:, None, :] + eps * np.concatenate([v, -v], axis=1)).reshape(-1, d)
+    y = np.repeat(np.arange(K), 2 * pairs)
+    # Reference: the two-pass definition in extended precision on the stored H.
+    Hx = H.astype(np.longdouble)
+    M = np.stack([Hx[y == k].mean(axis=0) for k in range(K)])
+    centred = Hx - M[y]
+    sigma_w = np.asarray(centred.T @ centred / len(y), dtype=np.float64)
+    Hbar = np.asarray(M - Hx.mean(axis=0), dtype=np.float64)
+    exact = np.trace(sigma_w @ np.linalg.pinv(Hbar.T @ Hbar / K, rcond=1e-10,
+                                              hermitian=True)) / K
+    order = rng.permutation(len(y))  # classes mixed across batches
+    W = rng.normal(size=(K, d))
+    stream = streamed(H[order], y[order], batch=16).measure(W)["nc1"]
+    assert stream == pytest.approx(exact, rel=1e-8, abs=0)
+    assert metrics(H, y, W)["nc1"] == pytest.approx(exact, rel=1e-8, abs=0)
+
+
+def test_collapse_num_classes_must_be_an_integer():
+    # Old: CollapseStatistics(2.7) measured 2 classes.
+    for wrong in (2.7, 3.0, "3"):
+        with pytest.raises(TypeError, match="num_classes must be an integer"):
+            CollapseStatistics(wrong)
+    assert CollapseStatistics(np.int64(3)).num_classes == 3
+
+
+# --- layers -----------------------------------------------------------------------
+
+
+def test_layers_simplex_etf_sizes_must_be_integers():
+    # Old: simplex_etf(2.7, 4) built a 2-class ETF.
+    from nc_keras.layers import simplex_etf
+
+    for wrong in ((2.7, 4), (3, 4.5), (3.0, 4)):
+        with pytest.raises(TypeError, match="must be integers"):
+            simplex_etf(*wrong)
+    assert simplex_etf(np.int64(3), 4).shape == (4, 3)

@@ -89,7 +89,8 @@ def _tfp_jax():
 
 
 def _tfp_lbfgs():
-    """tfp's L-BFGS module: TensorFlow's, or its JAX substrate's on JAX."""
+    """tfp's L-BFGS module (`minimize` is `tfp.optimizer.lbfgs_minimize`):
+    TensorFlow's, or its JAX substrate's on JAX."""
     if name() == "jax":
         return _tfp_jax()
     from tensorflow_probability.python.optimizer import lbfgs
@@ -108,7 +109,7 @@ def _lbfgs_tfp(value_and_grad_fn, x0, max_iterations, tolerance, history, callba
     if key not in _TFP_LOOPS:
 
         def resume(previous, limit):
-            return lbfgs.lbfgs_minimize(
+            return lbfgs.minimize(
                 value_and_grad_fn,
                 initial_position=None,
                 previous_optimizer_results=previous,
@@ -221,7 +222,7 @@ def lbfgs_batch_minimizer(objective, history_size=10, iterations=20, learning_ra
         lbfgs = _tfp_lbfgs()
 
         def minimize(position, *batch):
-            result = lbfgs.lbfgs_minimize(
+            result = lbfgs.minimize(
                 lambda p: grad_fn(p, *batch),
                 initial_position=position,
                 max_iterations=iterations,

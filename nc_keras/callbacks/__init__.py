@@ -1,6 +1,7 @@
 """Keras callbacks: live neural-collapse metrics during `model.fit`, and logs.
 
-- `NeuralCollapse` (neural_collapse.py): NC1-NC4 at epoch ends, into `logs`.
+- `NeuralCollapse` (neural_collapse.py): NC1-NC4 at epoch ends, into `logs`;
+  its TensorBoard images and histograms in collapse_summaries.py.
 - `EpochCSVLogger` (epoch_csv_logger.py): one CSV row per epoch, exactly once.
 - `read_csv_log`, `load_history` (logs.py): read back what they write.
 """

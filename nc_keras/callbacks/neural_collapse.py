@@ -1,5 +1,6 @@
 """The `NeuralCollapse` callback: live neural-collapse metrics during `model.fit`."""
 
+import inspect
 import math
 import os
 
@@ -7,22 +8,54 @@ import keras
 import numpy as np
 
 from nc_keras import collapse
-from nc_keras.run_folder import nc_history_file, save_npz
+from nc_keras.callbacks.collapse_summaries import CollapseSummaries
+from nc_keras.collapse.statistics import CLASSIFIER_KEYS
+from nc_keras.run_folder import nc_history_epochs, nc_history_file, save_npz
 
 __all__ = ["NeuralCollapse", "log_keys"]
 
 _NCC_MODES = ("previous", "exact", "none")
 
 
-def log_keys(validation=False, layers=()):
+def _logged(validation=False, minority=False, layers=()):
+    """(result key, log key) pairs; W-only metrics are not repeated for val_.
+
+    `minority`: with the optional `collapse.MINORITY_KEYS` (a callback given
+    `minority_classes`). `layers`: names of the intermediate layers
+    measured; each adds the `collapse.FEATURE_ONLY_KEYS` as "nc1/<name>", ...
+    """
+    keys = collapse.METRIC_KEYS + (collapse.MINORITY_KEYS if minority else ())
+    keys += tuple(collapse.layer_key(k, name) for name in layers for k in collapse.FEATURE_ONLY_KEYS)
+    return [(key, ("val_" if validation else "") + ("nc_accuracy" if key == "accuracy" else key))
+            for key in keys if not (validation and key in CLASSIFIER_KEYS)]
+
+
+def log_keys(validation=False, minority=False, layers=()):
     """The keys `NeuralCollapse` writes into `logs` (train, or val_ ones).
 
+    The validation keys leave out the metrics of the classifier alone (nc2,
+    classifier_norm_cv): they are the same for any data. `minority`: with
+    the optional minority keys (a callback given `minority_classes`).
     `layers`: names of the intermediate layers measured; each adds the
     `collapse.FEATURE_ONLY_KEYS` as "nc1/<name>", ...
     """
-    keys = ["nc_accuracy" if k == "accuracy" else k for k in collapse.METRIC_KEYS]
-    keys += [collapse.layer_key(k, name) for name in layers for k in collapse.FEATURE_ONLY_KEYS]
-    return [("val_" if validation else "") + k for k in keys]
+    return [name for _, name in _logged(validation, minority, layers)]
+
+
+def _calling_callback_list(depth=6):
+    """The keras.callbacks.CallbackList whose set_model called us, or None."""
+    frame = inspect.currentframe()
+    try:
+        for _ in range(depth):
+            frame = frame.f_back
+            if frame is None:
+                return None
+            caller = frame.f_locals.get("self")
+            if isinstance(caller, keras.callbacks.CallbackList):
+                return caller
+        return None
+    finally:
+        del frame  # no reference cycle through the frames
 
 
 class NeuralCollapse(keras.callbacks.Callback):
@@ -33,22 +66,38 @@ class NeuralCollapse(keras.callbacks.Callback):
     `train_data` (and `test_data`) streams the features h the classifier
     consumes into a `nc_keras.collapse.CollapseStatistics`, reads
     W = kernel^T and b from the classifier (a Dense or a fixed SimplexETF),
-    and writes into `logs`: nc1, nc2, nc3, nc4, ncc_mismatch, nc_accuracy
-    (of argmax(W h + b) in that pass), means_etf_error, means_norm_cv,
-    classifier_norm_cv and trace_ratio, with a "val_" prefix for
-    `test_data`. With `layers`, the same pass also measures those layers'
-    outputs, logged as "nc1/<layer name>" and the other metrics that need
-    no classifier (`nc_keras.collapse.FEATURE_ONLY_KEYS`).
+    and writes into `logs` the keys of `nc_keras.collapse.METRIC_KEYS` (nc1,
+    nc2, nc3, nc4, ncc_mismatch, nc_accuracy -- the accuracy of that pass --,
+    means_etf_error, means_norm_cv, classifier_norm_cv, trace_ratio, cdnv,
+    means_cos_std, means_cos_max_gap, gnc2, unc3, nc3_papyan), with a "val_"
+    prefix for `test_data`, except nc2 and classifier_norm_cv, which depend
+    on W alone (`log_keys`). With `layers`, the same pass also measures
+    those layers' outputs, logged as "nc1/<layer name>" and the other
+    metrics that need no classifier (`nc_keras.collapse.FEATURE_ONLY_KEYS`).
 
     Any built Keras model works: the classifier is the layer named
     "classifier", else the last layer with a (d, K) kernel, and h its input
     (`nc_keras.collapse.probes.probe`), in functional and Sequential models,
     keras.applications models and backbones nested in a functional model;
     a subclassed model needs `features=` a callable and `classifier=`.
-    History, CSVLogger and TensorBoard then record them: put this callback
-    before those in the `callbacks` list, since Keras hands the same `logs`
-    to each callback in order. Every key is present from the first epoch on,
+    Every key is present from the first epoch on,
     NaN on epochs that are not measured, so CSVLogger keeps all its columns.
+
+    History, CSVLogger, TensorBoard (and EarlyStopping, ...) record them
+    wherever this callback stands in the `callbacks` list: Keras hands the
+    same `logs` to each callback in list order, so when `fit` builds its
+    `keras.callbacks.CallbackList` and calls `set_model`, this callback
+    moves every NeuralCollapse to the front of that list (keeping their
+    order, and the others'). It rebinds the list's `callbacks` to a new
+    list rather than mutating it, so the loop in progress is unaffected. A
+    custom training loop that calls `set_model` itself keeps its order.
+
+    TensorBoard: when a `keras.callbacks.TensorBoard` is in the same `fit`
+    (or `tensorboard_dir` is given), each measurement also writes images of
+    the class-mean cosine matrix and of cos(w_k, mu_l - mu_G), each beside
+    the simplex ETF, and histograms of the class-mean and classifier norms,
+    under "neural_collapse/" in its "train" and "validation" runs (see
+    `nc_keras.callbacks.collapse_summaries`).
 
     The pass runs the model with training=False (BatchNorm with its moving
     statistics, no Dropout), draws no random number and updates no variable,
@@ -72,7 +121,9 @@ class NeuralCollapse(keras.callbacks.Callback):
     sample with the class means of this callback's previous measurement on
     the same data, in the same single pass; the first measurement, which has
     none, makes a second pass and is exact. "exact" always makes a second
-    pass (the epoch-end cost doubles). "none" logs NaN.
+    pass (the epoch-end cost doubles). "none" logs NaN. A fit that resumes
+    at epoch e > 0 takes the previous means from the last measurement saved
+    in `history_path` before e, as an uninterrupted fit would have them.
 
     Args:
         train_data: a tf.data.Dataset of (x, y) batches, a
@@ -90,6 +141,15 @@ class NeuralCollapse(keras.callbacks.Callback):
             `nc_keras.callbacks.load_history`.
         batch_size: batch size for tuple data.
         ncc: "previous", "exact" or "none" (above).
+        minority_classes: class indices M of an imbalanced training set;
+            with them, the callback also logs minority_accuracy (mean
+            per-class accuracy over M) and minority_cosine (mean pairwise
+            cosine of the classifier rows of M; Fang et al., PNAS 2021),
+            "val_" prefixed for `test_data` too.
+        tensorboard_dir: a TensorBoard log directory for the images and
+            histograms; by default that of a `keras.callbacks.TensorBoard`
+            in the same `fit`, if any. When no such callback writes into it,
+            the scalars ("epoch_nc1", ...) are written there too.
         features: None (the classifier's input), a layer or layer name
             (its output; pooled if it is a map), or a callable x -> features
             (for a subclassed model; it should run in inference mode).
@@ -103,7 +163,8 @@ class NeuralCollapse(keras.callbacks.Callback):
     """
 
     def __init__(self, train_data, test_data=None, every=1, max_samples=None,
-                 history_path=None, *, batch_size=256, ncc="previous", features=None,
+                 history_path=None, *, batch_size=256, ncc="previous",
+                 tensorboard_dir=None, minority_classes=None, features=None,
                  classifier=None, layers=(), layer_reduction="mean"):
         super().__init__()
         if int(every) < 1:
@@ -117,6 +178,7 @@ class NeuralCollapse(keras.callbacks.Callback):
         self.history_path = history_path
         self.batch_size = int(batch_size)
         self.ncc = ncc
+        self.minority_classes = None if minority_classes is None else [int(k) for k in minority_classes]
         self.features = features
         self.classifier = classifier
         self.layers = tuple(layers)
@@ -129,6 +191,43 @@ class NeuralCollapse(keras.callbacks.Callback):
         self._predictor = None
         self._started = False
         self._previous_means = {}
+        self._resuming = False
+        self.tensorboard_dir = tensorboard_dir
+        self._fit_tensorboard_dir = None  # of a TensorBoard in the same fit
+        self._summaries = None
+
+    def set_model(self, model):
+        super().set_model(model)
+        callback_list = _calling_callback_list()
+        if callback_list is None:
+            return
+        # Loggers before this callback would miss its keys: run every
+        # NeuralCollapse first (a new list: the loop calling us goes on
+        # over the old one).
+        ordered = list(callback_list.callbacks)
+        first = [c for c in ordered if isinstance(c, NeuralCollapse)]
+        callback_list.callbacks = first + [c for c in ordered if not isinstance(c, NeuralCollapse)]
+        boards = [c for c in ordered if isinstance(c, keras.callbacks.TensorBoard)]
+        self._fit_tensorboard_dir = str(boards[0].log_dir) if boards else None
+
+    def _summary_writer(self):
+        """The `CollapseSummaries` of this fit, or None without a log directory."""
+        log_dir = self.tensorboard_dir or self._fit_tensorboard_dir
+        if log_dir is None or (self._predictor and self._predictor.process_index):
+            return None  # one writer: the chief process
+        log_dir = str(log_dir)
+        if self._summaries is None or self._summaries.log_dir != log_dir:
+            self.on_train_end()  # closes a writer for another directory
+            # Scalars only where no TensorBoard callback of this fit writes them.
+            scalars = (self._fit_tensorboard_dir is None or os.path.abspath(log_dir)
+                       != os.path.abspath(self._fit_tensorboard_dir))
+            self._summaries = CollapseSummaries(log_dir, scalars=scalars)
+        return self._summaries
+
+    def on_train_end(self, logs=None):
+        if self._summaries is not None:
+            self._summaries.close()
+            self._summaries = None
 
     def _passes(self):
         yield "", self.train_data
@@ -137,16 +236,18 @@ class NeuralCollapse(keras.callbacks.Callback):
 
     @property
     def keys(self):
+        minority = self.minority_classes is not None
         names = self._probe.layer_names if self._probe is not None else ()
-        keys = log_keys(layers=names)
+        keys = log_keys(minority=minority, layers=names)
         if self.test_data is not None:
-            keys += log_keys(validation=True, layers=names)
+            keys += log_keys(validation=True, minority=minority, layers=names)
         return keys
 
     def on_train_begin(self, logs=None):
         self._started = True
         self._predictor = None
         self._previous_means = {}
+        self._resuming = True
         if self.history_path:
             os.makedirs(self.history_path, exist_ok=True)
         # A model that fit has not built yet (a Sequential or subclassed one
@@ -168,6 +269,16 @@ class NeuralCollapse(keras.callbacks.Callback):
         if self._predictor is None:
             self._predictor = self._probe.predictor()
 
+    def on_epoch_begin(self, epoch, logs=None):
+        # The first epoch of a fit that resumes a run (BackupAndRestore, or
+        # initial_epoch): the "previous" class means are those of the last
+        # measurement before it, saved in history_path, so that the resumed
+        # run logs what an uninterrupted one would.
+        if self._resuming:
+            self._resuming = False
+            if epoch > 0 and self.history_path and self.ncc == "previous":
+                self._previous_means = _saved_means(self.history_path, epoch)
+
     def _should_measure(self, epoch):
         last = self.params.get("epochs") if self.params else None
         return (epoch + 1) % self.every == 0 or (last is not None and epoch + 1 == last)
@@ -184,15 +295,22 @@ class NeuralCollapse(keras.callbacks.Callback):
         saved = {"W": W} if b is None else {"W": W, "b": b}
         if self._probe.layer_names:  # their order is their depth, for plots
             saved["layers"] = np.array(self._probe.layer_names)
+        summaries = self._summary_writer()
+        minority = self.minority_classes is not None
         for prefix, data in self._passes():
             result, stats = self._measure(prefix, data)
-            for key, value in result.items():
-                name = "nc_accuracy" if key == "accuracy" else key
-                logs[prefix + name] = value
-                if key in collapse.METRIC_KEYS:
-                    saved[prefix + name] = np.float64(value)
+            if minority:
+                result.update(collapse.minority_metrics(stats, W, self.minority_classes))
+            logged = {name: result[key] for key, name
+                      in _logged(bool(prefix), minority, self._probe.layer_names)}
+            logs.update(logged)
+            saved.update({name: np.float64(value) for name, value in logged.items()})
             saved[(prefix or "train_") + "class_means"] = stats.class_means
             saved[(prefix or "train_") + "counts"] = stats.counts
+            # Per-class accuracy = class_correct / counts (imbalanced data).
+            saved[(prefix or "train_") + "class_correct"] = stats.class_correct
+            if summaries is not None:
+                summaries.write(epoch, prefix, stats, W, logged)
         if self.history_path:
             save_npz(nc_history_file(self.history_path, epoch + 1), **saved)
 
@@ -210,3 +328,13 @@ class NeuralCollapse(keras.callbacks.Callback):
             predictor=self._predictor)
         self._previous_means[prefix] = stats.class_means
         return result, stats
+
+
+def _saved_means(history_path, epoch):
+    """The class means of the last measurement saved before 0-based `epoch`, by prefix."""
+    saved = [path for number, path in nc_history_epochs(history_path) if number <= epoch]
+    if not saved:
+        return {}
+    with np.load(saved[-1]) as npz:
+        return {prefix: npz[(prefix or "train_") + "class_means"]
+                for prefix in ("", "val_") if (prefix or "train_") + "class_means" in npz}

@@ -8,6 +8,7 @@ these modules only parse arguments, call into `nc_keras`, and print.
 
 import argparse
 import importlib
+import re
 import sys
 
 # Subcommand modules, in the order `--help` lists them.
@@ -16,6 +17,22 @@ SUBCOMMANDS = ("demo", "train", "plot", "measure", "ufm", "params")
 
 class UserError(Exception):
     """A problem the user can fix; printed as one line, without a traceback."""
+
+
+def in_flags(message):
+    """`message` with the TrainConfig fields it names spelled as options.
+
+    Library errors name fields (`data_dir`, `batch_size`); the command line
+    user types `--data-dir`, `--batch-size`. Only names with an underscore
+    are replaced: one-word fields ("dataset", "model") are also plain words.
+    """
+    import dataclasses
+
+    from nc_keras.train import TrainConfig
+
+    names = [f.name for f in dataclasses.fields(TrainConfig) if "_" in f.name]
+    pattern = r"\b(" + "|".join(names) + r")\b"
+    return re.sub(pattern, lambda match: "--" + match.group(1).replace("_", "-"), str(message))
 
 
 def build_parser():

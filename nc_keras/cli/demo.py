@@ -22,7 +22,7 @@ with the package; about 2 minutes on a 2-core CPU. Three parts:
           global minimum f* and collapse (NC2, NC3 -> 0);
   mnist   a real-data network: an MLP (width 256, depth 3) trained with SGD
           on the MNIST subset shipped in the package (100 images per class),
-          to 100%% training accuracy while NC1 falls (Sec. 4, Fig. 2);
+          to 100% training accuracy while NC1 falls (Sec. 4, Fig. 2);
   params  the trainable parameters a fixed simplex-ETF classifier and
           d = K save (Sec. 4.3), next to the paper's percentages.
 

@@ -1,4 +1,4 @@
-"""`nc-keras measure`: NC1-NC4 of a directory of per-epoch checkpoints, as CSV."""
+"""`nc-keras measure`: NC1-NC4 of a `.keras` model or a directory of per-epoch checkpoints, as CSV."""
 
 import csv
 import os
@@ -17,8 +17,8 @@ def register(subparsers):
         help="measure NC1-NC4 of saved checkpoints into a CSV table",
         description=(
             "Measure neural collapse (Zhu et al. 2021, Sec. 4: NC1-NC4, NCC "
-            "mismatch, accuracy and extras) of every .keras checkpoint in "
-            "CHECKPOINT_DIR, in epoch order (the number after 'epoch' in the "
+            "mismatch, accuracy and extras) of one .keras model, or of every "
+            ".keras checkpoint in a directory, in epoch order (the number after 'epoch' in the "
             "file name, else its last number; files without one come last), "
             "for runs trained without the NeuralCollapse callback. The "
             "classifier is the layer named 'classifier', else the last layer "
@@ -26,7 +26,8 @@ def register(subparsers):
             "--classifier and --features name them."
         ),
     )
-    parser.add_argument("checkpoint_dir", metavar="CHECKPOINT_DIR")
+    parser.add_argument("checkpoint_dir", metavar="CHECKPOINTS",
+                        help="a .keras file, or a directory of them")
     parser.add_argument(
         "--data", required=True,
         help="an .npz file with arrays x and y, or a dataset name for "
@@ -40,7 +41,8 @@ def register(subparsers):
                         help="measure on the first N samples only")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--output", "-o",
-                        help="CSV file to write (default: CHECKPOINT_DIR/collapse.csv)")
+                        help="CSV file to write (default: collapse.csv in CHECKPOINTS, "
+                             "or beside the .keras file)")
     parser.add_argument("--no-ncc", action="store_true",
                         help="skip the second pass that gives the NCC mismatch")
     parser.add_argument("--features", metavar="NAME",
@@ -71,10 +73,12 @@ def epoch_of(path):
 
 
 def checkpoints(directory):
-    """The .keras files of `directory`, sorted by epoch (unnumbered last)."""
+    """`[path]` for a .keras file; else its .keras files, by epoch (unnumbered last)."""
     directory = Path(directory)
+    if directory.is_file() and directory.suffix == ".keras":
+        return [directory]
     if not directory.is_dir():
-        raise UserError(f"{directory} is not a directory")
+        raise UserError(f"{directory} is not a directory or a .keras file")
     files = [p for p in directory.iterdir() if p.suffix == ".keras" and p.is_file()]
     if not files:
         raise UserError(f"no .keras files in {directory}")
@@ -118,15 +122,15 @@ def run(args):
     from nc_keras import collapse
     from nc_keras.reporting import format_table
 
-    try:  # registers SimplexETF and the other custom layers for load_model
-        import nc_keras.layers  # noqa: F401
+    try:  # registers SimplexETF, HalfL2 and the other custom objects for load_model
+        import nc_keras.models  # noqa: F401
     except ImportError:
         pass
     files = checkpoints(args.checkpoint_dir)
     data = load_data(args)
     if isinstance(data, tuple) and args.samples_per_class:
         raise UserError("--samples-per-class applies to dataset names, not .npz files")
-    output = Path(args.output or Path(args.checkpoint_dir) / "collapse.csv")
+    output = Path(args.output or files[0].parent / "collapse.csv")
     columns = ["checkpoint", "epoch", "num_samples", *collapse.METRIC_KEYS]
     layer_columns = None  # the layers' names as the first model resolves them
     rows = []

@@ -13,7 +13,7 @@ def register(subparsers):
             "trainable parameters saved by a fixed simplex-ETF classifier "
             "(ResNet50 and DenseNet169, ImageNet, K=1000) and by d = K "
             "(ResNet18 and ResNet50, CIFAR-10, K=10), next to the paper's "
-            "8.01%%, 11.76%%, 20.70%% and 4.45%%. Takes about 30 s on a CPU."
+            "8.01%, 11.76%, 20.70% and 4.45%. Takes about 30 s on a CPU."
         ),
     )
     add_arguments(parser)

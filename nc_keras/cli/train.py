@@ -1,6 +1,7 @@
 """`nc-keras train`: one training run from the command line."""
 
 import dataclasses
+import sys
 import types
 import typing
 
@@ -16,7 +17,9 @@ def register(subparsers):
             "log.csv, TensorBoard logs, per-epoch NC history, config.json, "
             "versions.json, summary.json and figure.png into --output-dir. "
             "Running the same command again after an interruption resumes "
-            "at the last finished epoch. Defaults are the paper's settings "
+            "at the last finished epoch (the same options only). Exits with "
+            "status 2 on bad options, 1 if training diverged (NaN loss). "
+            "Defaults are the paper's settings "
             "(Sec. 4.1): 200 epochs, lr divided by 10 every 40 epochs, "
             "weight decay 5e-4 on all parameters."
         ),
@@ -37,7 +40,8 @@ def add_config_arguments(parser, config_class):
         else:
             parser.add_argument(
                 flag,
-                type=base,
+                # A field may name its own parser (e.g. a comma-separated list).
+                type=field.metadata.get("parse", base),
                 default=field.default,
                 metavar=field.name.upper(),
                 help=f"{help_text} (default: {field.default})",
@@ -57,15 +61,18 @@ def config_from_args(args, config_class):
 
 
 def run(args):
-    from nc_keras.cli import UserError
+    from nc_keras.cli import UserError, in_flags
     from nc_keras.data import DataNotFoundError
-    from nc_keras.train import TrainConfig, run_directory, train
+    from nc_keras.train import TrainConfig, TrainingDiverged, run_directory, train
 
     config = config_from_args(args, TrainConfig)
     try:
         history = train(config, verbose=0 if args.quiet else "auto")
     except (ValueError, FileExistsError, DataNotFoundError, NotImplementedError) as error:
-        raise UserError(str(error)) from error
+        raise UserError(in_flags(error)) from error
+    except TrainingDiverged as error:  # the run's outcome, not a usage error
+        print(f"nc-keras train: {in_flags(error)}", file=sys.stderr)
+        return 1
     keys = ("nc1", "nc2", "nc3", "nc4", "nc_accuracy", "val_nc_accuracy")
     last = {key: history[key][-1] for key in keys if history.get(key)}
     print("final epoch: " + ", ".join(f"{k}={v:.4g}" for k, v in last.items()))

@@ -8,6 +8,10 @@ Hbar = [mu_1 - mu_G, ..., mu_K - mu_G] and E = (I_K - 11^T/K)/sqrt(K-1):
     NC3 = || W Hbar / ||W Hbar||_F - E ||_F    self-duality W ~ Hbar^T
     NC4 = || b + W mu_G ||_2                   bias collapse
 
+and the later measures: trace_ratio (tr(Sigma_W)/tr(Sigma_B), the "NC1
+quotient"), cdnv, means_cos_std, means_cos_max_gap, gnc2, unc3 and
+nc3_papyan (`formulas` gives each with its formula and citation).
+
 - `formulas`: each metric as a pure function of the statistics.
 - `statistics`: the statistics, streamed (`CollapseStatistics`) or from
   features in memory (`metrics`), and the result dict (`METRIC_KEYS`).
@@ -33,15 +37,18 @@ from nc_keras.collapse.passes import (
 from nc_keras.collapse.statistics import (
     FEATURE_ONLY_KEYS,
     METRIC_KEYS,
+    MINORITY_KEYS,
     CollapseStatistics,
     InMemoryStatistics,
     metrics,
+    minority_metrics,
 )
 
 __all__ = [
     "CHUNK_BYTES",
     "FEATURE_ONLY_KEYS",
     "METRIC_KEYS",
+    "MINORITY_KEYS",
     "CollapseStatistics",
     "InMemoryStatistics",
     "accumulate",
@@ -55,5 +62,6 @@ __all__ = [
     "measure",
     "measure_model",
     "metrics",
+    "minority_metrics",
     "ncc_pass",
 ]

@@ -4,6 +4,8 @@ Every array becomes a numpy array here, once, so the formulas and the
 statistics see plain float64 features and int64 labels in [0, K).
 """
 
+import operator
+
 import numpy as np
 
 
@@ -16,16 +18,39 @@ def to_numpy(x, dtype=None):
     return np.asarray(x, dtype=dtype)
 
 
+def as_num_classes(num_classes):
+    """K as an int >= 2; a float (2.7, or even 3.0) is refused, not truncated."""
+    try:
+        k = operator.index(num_classes)
+    except TypeError:
+        raise TypeError(
+            f"num_classes must be an integer; got {num_classes!r}") from None
+    if k < 2:
+        raise ValueError(f"num_classes must be at least 2; got {k}")
+    return k
+
+
 def as_labels(labels, num_classes):
-    """Integer labels (N,) in [0, K); (N, 1) is squeezed, (N, K) one-hot argmaxed.
+    """Integer labels (N,) in [0, K); (N, 1) is squeezed, exact one-hot (N, K) decoded.
+
+    A (N, K) array is accepted only when every row is exactly one 1 and
+    K-1 zeros: logits or probabilities passed by mistake would otherwise be
+    argmaxed into labels the model itself chose.
 
     Raises:
-        ValueError: for labels that are not integers or lie outside [0, K).
+        ValueError: for labels that are not integers (or one-hot rows) or
+            lie outside [0, K).
     """
     y = to_numpy(labels)
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
-    elif y.ndim == 2 and y.shape[1] == num_classes and num_classes > 1:
+    elif y.ndim == 2 and y.shape[1] == num_classes:
+        one_hot = np.all((y == 0) | (y == 1), axis=1) & (np.sum(y == 1, axis=1) == 1)
+        if not one_hot.all():
+            raise ValueError(
+                f"labels of shape {y.shape} must be exact one-hot rows (one 1, "
+                f"the rest 0); {int((~one_hot).sum())} row(s) are not (logits or "
+                "probabilities passed as labels?)")
         y = np.argmax(y, axis=1)
     if y.ndim != 1:
         raise ValueError(
@@ -68,6 +93,20 @@ def as_classifier(W, b, num_classes, dim=None):
     if b.shape != (num_classes,):
         raise ValueError(f"b must have shape ({num_classes},); got {b.shape}")
     return W, b
+
+
+def as_logits(logits, num_samples, num_classes):
+    """Classifier outputs as an (N, K) array, one row per sample.
+
+    Raises:
+        ValueError: naming `logits` when the shape is not (N, K).
+    """
+    logits = to_numpy(logits)
+    if logits.shape != (num_samples, num_classes):
+        raise ValueError(
+            f"logits must have shape ({num_samples}, {num_classes}) (one row of "
+            f"K classifier outputs per sample); got {logits.shape}")
+    return logits
 
 
 def finite_rows(features):

@@ -29,6 +29,8 @@ One module per concern:
   download host (`host_reachable`);
 * `synthetic`: random pixels (`random_pixels_reference` is their numpy
   reference) and balanced random labels;
+* `profiles`: the per-class counts of a subset, balanced, a list, or
+  long-tailed (`imbalance_ratio`, `long_tailed_counts`);
 * `pipeline`: `load` with `samples_per_class`, normalization, augmentation
   (`crop_and_flip`), shuffling and batching.
 """
@@ -50,11 +52,17 @@ from nc_keras.data.catalogue import (
 from nc_keras.data.image_tree import cache_dir
 from nc_keras.data.integrity import CorruptDataError
 from nc_keras.data.pipeline import crop_and_flip, load
+from nc_keras.data.profiles import (
+    check_class_profile,
+    class_counts,
+    long_tailed_counts,
+    parse_samples_per_class,
+)
 from nc_keras.data.readers import SPLITS, DataNotFoundError, read_idx
 from nc_keras.data.synthetic import random_pixels_reference
 
 __all__ = [
     "CIFAR10_CLASSES", "CIFAR10_MEAN", "CIFAR10_STD", "CorruptDataError", "DATASETS", "DataNotFoundError",
     "Dataset", "DatasetInfo", "MNIST_CLASSES", "MNIST_MEAN", "MNIST_STD", "NAMES", "SPLITS",
-    "cache_dir", "crop_and_flip", "describe", "info", "load", "random_pixels_reference", "read_idx",
+    "cache_dir", "check_class_profile", "class_counts", "crop_and_flip", "describe", "info", "load", "long_tailed_counts", "parse_samples_per_class", "random_pixels_reference", "read_idx",
 ]  # fmt: skip

@@ -13,16 +13,23 @@ Subsets and randomness:
   random_pixels); it is the same subset on every call, whatever the seed.
   A class with fewer than n examples raises `ValueError`. For
   cifar10_random the classes are the random labels.
+- Imbalanced subsets: `samples_per_class=[n_0, ..., n_{K-1}]` keeps the
+  first n_k of class k, `imbalance_ratio=R` the long-tailed profile
+  n_k = floor(n_max (1/R)^(k/(K-1))) (`nc_keras.data.profiles`), exactly.
 - `seed` fixes the random labels (cifar10_random, random_pixels), the random
   pixels, the shuffling order and the augmentation.
 - `shuffle=None` shuffles the training split only (reshuffled every epoch).
+- `epochs=range(first, last)` makes each epoch's order and augmentation a
+  function of (seed, epoch) alone, so that training resumed at an epoch
+  sees the batches an uninterrupted run would (without it, the k-th pass
+  over the dataset gets the k-th order of one seeded stream).
 """
 
 import logging
 
 import numpy as np
 
-from nc_keras.data import catalogue, synthetic
+from nc_keras.data import catalogue, profiles, synthetic
 from nc_keras.data.readers import SPLITS
 
 _LOG = logging.getLogger(__name__)  # says which source each load() used
@@ -40,6 +47,9 @@ def load(
     *,
     download=True,
     drop_remainder=False,
+    epochs=None,
+    imbalance_ratio=None,
+    max_batches=None,
     **options,
 ):
     """Load one split of a dataset as a batched, prefetched `tf.data.Dataset`.
@@ -56,8 +66,8 @@ def load(
             searched are in `nc_keras.data.sources`); required for
             `"folder"`.
         samples_per_class: keep only the first n examples of every class
-            (balanced, the same on every call); `ValueError` if a class has
-            fewer.
+            (balanced, the same on every call), or the first n_k of class k
+            for a list of K counts; `ValueError` if a class has fewer.
         augment: `crop_and_flip` (random crop with 4 pixels of zero padding,
             random horizontal flip; Sec. 4.3, Fig. 5), training split only
             (ignored for "test", so one set of arguments serves both).
@@ -67,6 +77,18 @@ def load(
             augmentation.
         download: allow tensorflow-datasets to download (when online).
         drop_remainder: drop the last, smaller batch.
+        epochs: None (one epoch per pass over the dataset, reshuffled and
+            re-augmented on every pass), or the epoch numbers to yield, back
+            to back in one pass (e.g. `range(start, total)` with
+            `model.fit(..., steps_per_epoch=cardinality // len(epochs))`):
+            epoch e's order and augmentation depend on (seed, e) only.
+        imbalance_ratio: R >= 1: keep the long-tailed profile
+            n_k = floor(n_max (1/R)^(k/(K-1))), n_max = `samples_per_class`
+            or the smallest class's size (Cui et al. 2019;
+            `nc_keras.data.profiles`).
+        max_batches: at most this many batches of each epoch (or pass), its
+            first ones; the data is not repeated to fill them (a quick
+            pre-flight run of a full-size configuration).
         **options: the dataset's options (above).
 
     Returns:
@@ -93,22 +115,33 @@ def load(
         feed.labels = synthetic.balanced_random_labels(len(feed.labels), feed.num_classes, seed, split)
     _LOG.info("%s %s: %d examples from %s", name, split, len(feed.labels), feed.description)
     indices = np.arange(len(feed.labels))
-    if samples_per_class is not None:
-        indices = first_per_class(feed.labels, samples_per_class, feed.num_classes, f"{name} {split}")
+    counts = profiles.class_counts(
+        feed.labels, feed.num_classes, samples_per_class, imbalance_ratio, f"{name} {split}"
+    )
+    if counts is not None:
+        indices = first_per_class(feed.labels, counts, feed.num_classes, f"{name} {split}")
     labels = feed.labels[indices].astype(np.int32)
 
     # The dataset holds positions only; each batch gathers its images from
     # the in-memory arrays in one vectorized op, much faster than slicing
     # and shuffling 50,000 separate image tensors.
-    dataset = tf.data.Dataset.from_tensor_slices((indices.astype(np.int64), labels))
-    if shuffle:
-        dataset = dataset.shuffle(len(indices), seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+    positions = indices.astype(np.int64)
+    if epochs is None:
+        dataset = tf.data.Dataset.from_tensor_slices((positions, labels))
+        if shuffle:
+            dataset = dataset.shuffle(len(indices), seed=seed, reshuffle_each_iteration=True)
+        dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+        if max_batches:
+            dataset = dataset.take(max_batches)
+        if augment:
+            # One fresh random seed pair per batch, a new stream every epoch.
+            batch_seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+            dataset = tf.data.Dataset.zip(dataset, batch_seeds)
+    else:
+        dataset = _epoch_stream(positions, labels, epochs, batch_size, shuffle, augment, seed,
+                                drop_remainder, max_batches)
     fetch, normalize = feed.fetch_fn(), feed.normalize_fn()
     if augment:
-        # One fresh random seed pair per batch, a new stream every epoch.
-        batch_seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-        dataset = tf.data.Dataset.zip(dataset, batch_seeds)
 
         def make_batch(batch, rng_seed):
             positions, y = batch
@@ -126,21 +159,61 @@ def load(
 load.__doc__ = load.__doc__.replace("{datasets}", catalogue.describe(indent="    "))
 
 
+def _epoch_stream(positions, labels, epochs, batch_size, shuffle, augment, seed, drop_remainder,
+                  max_batches=None):
+    """The batches of `epochs`, back to back; epoch e's depend on (seed, e) only.
+
+    Stateless random ops keyed by (seed, epoch, batch) replace tf.data's
+    seeded shuffle, whose k-th order depends on how many passes came before.
+    """
+    import tensorflow as tf
+
+    count = len(positions)
+    positions, labels = tf.constant(positions), tf.constant(labels)
+
+    def one_epoch(epoch):
+        epoch_seed = tf.random.experimental.stateless_fold_in(tf.constant([seed, 0], tf.int64), epoch)
+        order = tf.range(count, dtype=tf.int64)
+        if shuffle:
+            order = tf.random.experimental.stateless_shuffle(order, seed=epoch_seed)
+        batches = tf.data.Dataset.from_tensor_slices(
+            (tf.gather(positions, order), tf.gather(labels, order))
+        ).batch(batch_size, drop_remainder=drop_remainder)
+        if max_batches:
+            batches = batches.take(max_batches)
+        if augment:
+            # ((positions, labels), seed pair), as the seeded stream gives.
+            batches = batches.enumerate().map(
+                lambda step, batch: (batch, tf.random.experimental.stateless_fold_in(epoch_seed, step))
+            )
+        return batches
+
+    epochs = np.asarray(list(epochs), np.int64)
+    per_epoch = count // batch_size if drop_remainder else -(-count // batch_size)
+    per_epoch = min(per_epoch, max_batches or per_epoch)
+    stream = tf.data.Dataset.from_tensor_slices(epochs).flat_map(one_epoch)
+    # flat_map hides the length; Keras and the progress bar want it.
+    return stream.apply(tf.data.experimental.assert_cardinality(len(epochs) * per_epoch))
+
+
 def first_per_class(labels, n, num_classes, what="dataset"):
     """Positions of the first `n` examples of each class, in stored order.
 
-    `ValueError` when a class of `what` has fewer than `n` examples.
+    `n` is one count for every class, or a list of K counts (n_k for class
+    k). `ValueError` when a class of `what` has fewer examples than asked.
     """
-    if int(n) != n or n < 1:
-        raise ValueError(f"samples_per_class must be a positive integer, got {n!r}")
+    counts = list(n) if isinstance(n, (list, tuple)) else [n] * num_classes
+    profiles.check_class_profile(counts, None)
+    if len(counts) != num_classes:
+        raise ValueError(f"{what}: {len(counts)} counts for {num_classes} classes")
     chosen = []
-    for k in range(num_classes):
+    for k, n_k in enumerate(counts):
         members = np.flatnonzero(labels == k)
-        if len(members) < n:
+        if len(members) < n_k:
             raise ValueError(
-                f"{what}: class {k} has {len(members)} examples, fewer than samples_per_class={n}"
+                f"{what}: class {k} has {len(members)} examples, fewer than samples_per_class={n_k}"
             )
-        chosen.append(members[: int(n)])
+        chosen.append(members[: int(n_k)])
     return np.sort(np.concatenate(chosen))  # keep the stored order
 
 

@@ -5,6 +5,8 @@ frame, `SimplexETF` is a Dense-like layer whose kernel is fixed to it, with
 a trainable bias.
 """
 
+import operator
+
 import keras
 import numpy as np
 from keras import ops
@@ -35,7 +37,11 @@ def simplex_etf(num_classes, feature_dim, rotation_seed=None):
     random orthogonal matrix when `rotation_seed` is set). It has the same
     Gram matrix, so it is the same simplex ETF.
     """
-    num_classes, feature_dim = int(num_classes), int(feature_dim)
+    try:  # operator.index: 2.7 (or 3.0) is refused, not truncated
+        num_classes, feature_dim = operator.index(num_classes), operator.index(feature_dim)
+    except TypeError:
+        raise TypeError("num_classes and feature_dim must be integers; got "
+                        f"{num_classes!r} and {feature_dim!r}") from None
     if num_classes < 2:
         raise ValueError(
             f"A simplex ETF needs at least 2 classes; got num_classes={num_classes}."

@@ -5,7 +5,7 @@ import math
 import keras
 from keras import layers
 
-from nc_keras.models.head import check_arguments, classification_head, image_input
+from nc_keras.models.head import check_arguments, classification_head
 from nc_keras.models.pytorch_defaults import batch_norm
 
 
@@ -27,7 +27,8 @@ def mlp(
 
     The flattened input goes through `depth` hidden layers of `width` units,
     each Linear (with bias, PyTorch's initialization) -> BatchNorm -> ReLU;
-    the last hidden layer has `feature_dim` units when it is set. Other
+    the last hidden layer has `feature_dim` units when it is set. The input
+    is an image, `(height, width, channels)`, or a vector, `(n,)`. Other
     arguments as `resnet18`.
     """
     check_arguments(num_classes, classifier, feature_dim)
@@ -36,7 +37,7 @@ def mlp(
             f"width and depth must be positive integers; got width={width!r}, "
             f"depth={depth!r}."
         )
-    inputs = image_input(input_shape, (32, 32, 3))
+    inputs = _flat_input(input_shape)
     x = layers.Flatten(name="flatten")(inputs)
     for index in range(int(depth)):
         units = int(width)
@@ -57,3 +58,14 @@ def mlp(
         lambda_b=lambda_b, etf_rotation_seed=etf_rotation_seed,
     )  # fmt: skip
     return keras.Model(inputs, logits, name=name or f"mlp_w{width}_d{depth}")
+
+
+def _flat_input(input_shape):
+    """The "images" input; any fully known shape, since the MLP flattens it."""
+    shape = (32, 32, 3) if input_shape is None else tuple(input_shape)
+    if not shape or any(s is None or int(s) != s or s < 1 for s in shape):
+        raise ValueError(
+            f"input_shape must be positive sizes, e.g. (height, width, channels) or "
+            f"(features,); got {input_shape!r}."
+        )
+    return keras.Input(shape=shape, name="images")

@@ -15,7 +15,11 @@ PyTorch applies it).
 - `config`: `TrainConfig`, its checks, the per-optimizer defaults and the
   learning-rate schedule.
 - `run`: `train` and what it builds (model, optimizer, run folder).
+- `resume`: how a rerun continues an interrupted run (same settings,
+  same batches, TensorBoard without repeated steps).
 - `lbfgs_fit`: `fit_lbfgs`, the mini-batch L-BFGS training loop.
+- `losses`: the training losses (`TrainConfig.loss`: ce, mse,
+  label_smoothing, focal) as Keras losses of integer labels and logits.
 - `variants`: `train_variants`.
 """
 
@@ -25,9 +29,12 @@ from nc_keras.train.config import (
     OPTIMIZER_DEFAULTS,
     TrainConfig,
     learning_rate_schedule,
+    minority_classes,
 )
 from nc_keras.train.lbfgs_fit import fit_lbfgs
+from nc_keras.train.losses import LOSSES, build_loss, make_loss
 from nc_keras.train.run import (
+    TrainingDiverged,
     build_model,
     build_optimizer,
     run_directory,
@@ -39,13 +46,18 @@ from nc_keras.train.variants import train_variants, variant_folder
 
 __all__ = [
     "DECAY_SCHEMES",
+    "LOSSES",
     "MODEL_NAMES",
     "OPTIMIZER_DEFAULTS",
     "TrainConfig",
+    "TrainingDiverged",
+    "build_loss",
     "build_model",
     "build_optimizer",
     "fit_lbfgs",
     "learning_rate_schedule",
+    "make_loss",
+    "minority_classes",
     "run_directory",
     "software_versions",
     "summarize",

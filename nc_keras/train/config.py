@@ -9,9 +9,11 @@ the features only, as in the unconstrained feature model (eq. (3)).
 """
 
 import dataclasses
+import math
 from pathlib import Path
 
 from nc_keras import backend, data
+from nc_keras.train.losses import check_loss
 
 # The paper's defaults per optimizer (Sec. 4.1): learning rate, batch size.
 OPTIMIZER_DEFAULTS = {
@@ -37,8 +39,18 @@ class TrainConfig:
         default=None,
         metadata={"help": "local data (MNIST IDX files, a class-folder tree, or tfds data); see nc_keras.data"},
     )
-    samples_per_class: int | None = dataclasses.field(
-        default=None, metadata={"help": "train on the first n samples of each class (balanced subset)"}
+    samples_per_class: int | list[int] | None = dataclasses.field(
+        default=None,
+        metadata={"help": "train on the first n samples of each class (balanced subset), or on "
+                  "the first n_k of class k for a list of K counts (e.g. 500,250,100,...: "
+                  "class-imbalanced); the command line takes a comma-separated list",
+                  "parse": data.parse_samples_per_class},
+    )
+    imbalance_ratio: float | None = dataclasses.field(
+        default=None,
+        metadata={"help": "long-tailed training subset: n_k = floor(n_max R^(-k/(K-1))) for "
+                  "classes k = 0..K-1, from n_max (samples_per_class, else the smallest "
+                  "class's size) down to n_max/R (Cui et al. 2019); the test set stays balanced"},
     )
     test_samples_per_class: int | None = dataclasses.field(
         default=None, metadata={"help": "evaluate on the first n test samples of each class"}
@@ -51,7 +63,8 @@ class TrainConfig:
     )
     stem: str = dataclasses.field(
         default="imagenet",
-        metadata={"help": "ResNet stem: imagenet (7x7 + max-pool, Sec. 4.1) or cifar (3x3, Sec. 4.3)"},
+        metadata={"help": "ResNet stem: imagenet (7x7 + max-pool, Sec. 4.1) or cifar (3x3, Sec. 4.3); "
+                  "resnet18_adapt always has the cifar one"},
     )
     width: int | None = dataclasses.field(
         default=None, metadata={"help": "resnet18_adapt: first-stage width k; mlp: hidden width"}
@@ -72,6 +85,12 @@ class TrainConfig:
         default=None, metadata={"help": "batch size; default 128 (sgd), 64 (adam), 2048 (lbfgs)"}
     )
     epochs: int = dataclasses.field(default=200, metadata={"help": "number of epochs"})
+    max_steps: int | None = dataclasses.field(
+        default=None,
+        metadata={"help": "train on at most this many batches per epoch (the first ones of "
+                  "each epoch's shuffle; the data is not repeated): a quick pre-flight run "
+                  "of a full-size configuration"},
+    )
     lr_drop_every: int = dataclasses.field(
         default=40, metadata={"help": "divide the learning rate every this many epochs (0: never)"}
     )
@@ -89,11 +108,24 @@ class TrainConfig:
     lambda_h: float | None = dataclasses.field(
         default=None, metadata={"help": "features scheme: decay on the raw features H (default: weight_decay)"}
     )
+    loss: str = dataclasses.field(
+        default="ce",
+        metadata={"help": "ce (cross-entropy); mse: (1/2)||z - e_y||^2 summed over the K logits, "
+                  "averaged over samples, one-hot targets unscaled (Zhou et al. 2022); "
+                  "label_smoothing: CE against (1-alpha) e_y + alpha/K; focal: "
+                  "-(1-p_y)^gamma log p_y (Lin et al. 2017). See nc_keras.train.losses"},
+    )
+    label_smoothing: float = dataclasses.field(
+        default=0.1, metadata={"help": "alpha of --loss label_smoothing"}
+    )
+    focal_gamma: float = dataclasses.field(default=2.0, metadata={"help": "gamma of --loss focal"})
     seed: int = dataclasses.field(default=0, metadata={"help": "seed of weights, data order and augmentation"})
     output_dir: str = dataclasses.field(default="runs/run", metadata={"help": "where results are written"})
     nc_every: int = dataclasses.field(default=1, metadata={"help": "measure NC every this many epochs"})
     nc_max_samples: int | None = dataclasses.field(
-        default=None, metadata={"help": "measure NC on the first n samples of each split only"}
+        default=None,
+        metadata={"help": "measure NC on a balanced subset of n samples of each split only "
+                  "(the first n // K of each class)"},
     )
     checkpoints: bool = dataclasses.field(
         default=False, metadata={"help": "save checkpoints/epoch_NNNN.keras after every epoch"}
@@ -138,11 +170,9 @@ class TrainConfig:
             raise ValueError(f"model must be one of {MODEL_NAMES}; got {self.model!r}.")
         if self.decay not in DECAY_SCHEMES:
             raise ValueError(f"decay must be one of {DECAY_SCHEMES}; got {self.decay!r}.")
-        for name in ("epochs", "nc_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}.")
-        if self.lr_drop_every < 0:
-            raise ValueError(f"lr_drop_every must be >= 0; got {self.lr_drop_every}.")
+        _check_numbers(self)
+        check_loss(self.loss, self.label_smoothing, self.focal_gamma)
+        data.check_class_profile(self.samples_per_class, self.imbalance_ratio)
         backend.check_replication(self.strategy, self.devices)
         rate, batch = OPTIMIZER_DEFAULTS[self.optimizer]
         return dataclasses.replace(
@@ -151,7 +181,81 @@ class TrainConfig:
             batch_size=batch if self.batch_size is None else self.batch_size,
             lambda_h=self.weight_decay if self.lambda_h is None else self.lambda_h,
             label=self.label or Path(self.output_dir).name,
+            **effective_architecture(self.model, self.stem, self.width, self.depth),
         )
+
+
+def effective_architecture(model, stem, width, depth):
+    """The stem, width and depth that `model` is built with, given the options.
+
+    So that config.json says what ran: resnet18_adapt always has the CIFAR
+    stem, an MLP or DenseNet none, and an unset width or depth is the
+    builder's default (`nc_keras.models`).
+    """
+    import inspect
+
+    from nc_keras import models
+
+    defaults = {
+        name: parameter.default
+        for name, parameter in inspect.signature(getattr(models, model)).parameters.items()
+    }
+    if model == "resnet18_adapt":
+        return dict(stem="cifar", width=width or defaults["width"], depth=None)
+    if model == "mlp":
+        return dict(stem=None, width=width or defaults["width"], depth=depth or defaults["depth"])
+    if model.startswith("resnet"):
+        return dict(stem=stem, width=None, depth=None)
+    return dict(stem=None, width=None, depth=None)
+
+
+# Numeric fields and the values they accept: (name, lowest, lowest allowed?).
+# Checked here, before anything is built or written, because a bad value
+# otherwise surfaces late (a TensorFlow traceback for batch size 0) or not at
+# all (a negative learning rate or decay trains, away from the minimum).
+_AT_LEAST_ONE = ("epochs", "nc_every", "batch_size", "samples_per_class",
+                 "test_samples_per_class", "nc_max_samples", "width", "depth",
+                 "feature_dim", "devices", "max_steps")  # fmt: skip
+_NON_NEGATIVE = ("weight_decay", "lambda_h", "momentum", "lr_drop_every")
+_POSITIVE = ("learning_rate", "lr_drop_factor")
+
+
+def _check_numbers(config):
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{field.name} must be a finite number; got {value}.")
+    for name in _AT_LEAST_ONE:
+        value = getattr(config, name)
+        if isinstance(value, (list, tuple)):  # per-class counts
+            value = min(value, default=None)
+        if value is not None and value < 1:
+            raise ValueError(f"{name} must be >= 1; got {value}.")
+    for name in _NON_NEGATIVE:
+        value = getattr(config, name)
+        if value is not None and value < 0:
+            raise ValueError(f"{name} must be >= 0; got {value}.")
+    for name in _POSITIVE:
+        value = getattr(config, name)
+        if value is not None and value <= 0:
+            raise ValueError(f"{name} must be > 0; got {value}.")
+
+
+def minority_classes(config, num_classes):
+    """The minority classes of an imbalanced configuration, or None if balanced.
+
+    For a list `samples_per_class`, the classes with fewer samples than the
+    largest; for `imbalance_ratio`, the second half of the classes (k >=
+    K/2, the tail of the long-tailed profile), as in Fang et al. (PNAS 2021),
+    where the minority classes are the last K/2.
+    """
+    if config.imbalance_ratio is not None:
+        return list(range(num_classes // 2, num_classes))
+    counts = config.samples_per_class
+    if isinstance(counts, (list, tuple)):
+        minority = [k for k, n in enumerate(counts) if n < max(counts)]
+        return minority or None
+    return None
 
 
 def learning_rate_schedule(config):

@@ -9,7 +9,7 @@ TensorBoard, BackupAndRestore), so a run logs and resumes as any other.
 """
 
 import contextlib
-import math
+import itertools
 
 import keras
 
@@ -26,6 +26,8 @@ def fit_lbfgs(
     iterations_per_batch=20,
     learning_rate=0.1,
     verbose="auto",
+    steps_per_epoch=None,
+    loss=None,
 ):
     """Mini-batch L-BFGS training with Keras callbacks (Sec. 4.1, Fig. 3).
 
@@ -33,13 +35,21 @@ def fit_lbfgs(
     `iterations_per_batch` L-BFGS iterations, with a line search, on the
     batch objective
 
-        mean cross-entropy + the model's penalties + weight_decay/2 ||theta||^2
+        mean loss + the model's penalties + weight_decay/2 ||theta||^2
 
     over all trainable weights theta (the paper's coupled L2, written into
     the objective since L-BFGS has no gradient hook). Inside the objective
-    BatchNorm uses batch statistics; its moving statistics are updated once
-    per batch, by one training-mode forward pass at the batch's final
-    weights, which also gives the logged `loss` and `accuracy`.
+    BatchNorm uses batch statistics; its moving statistics are then set to
+    the batch's statistics at the batch's final weights, by one
+    training-mode forward pass with momentum 0 (which also gives the logged
+    `loss` and `accuracy`). PyTorch's L-BFGS updates them at each of the
+    about 20 evaluations of a batch, at weights moving towards the final
+    ones, so it keeps only 0.9^20 = 12% of older statistics; keeping 12% of
+    the previous batch's (with full-batch L-BFGS, the previous epoch's,
+    whose weights weight decay has since shrunk) made the eval-mode pass
+    swing between 33% and 100% training accuracy in a CPU run of Fig. 3.
+    The loss is `loss` (a Keras loss of integer labels and logits, e.g.
+    from `nc_keras.train.losses.build_loss`), cross-entropy by default.
 
     What each backend runs is in `nc_keras.backend.lbfgs_batch_minimizer`:
     on torch, `torch.optim.LBFGS` with the strong Wolfe line search and its
@@ -49,21 +59,28 @@ def fit_lbfgs(
 
     Callbacks receive the calls of `model.fit` (History, progress bar,
     `NeuralCollapse`, `EpochCSVLogger`, `TensorBoard`, `BackupAndRestore`
-    for resuming).
+    for resuming, `TerminateOnNaN`: a callback that sets
+    `model.stop_training` ends the epoch at that batch).
+
+    `steps_per_epoch`, as in `model.fit`: when given, `train_data` is one
+    stream of all epochs' batches (`nc_keras.data.load(epochs=...)`), read
+    `steps_per_epoch` batches per epoch; else every epoch is one pass over
+    `train_data`.
 
     Returns:
         The `keras.callbacks.History` of the run.
     """
-    objective, unflatten = _flat_objective(model, weight_decay)
+    if loss is None:
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    objective, unflatten = _flat_objective(model, weight_decay, loss)
     minimize = backend.lbfgs_batch_minimizer(
         objective, history_size=history_size, iterations=iterations_per_batch,
         learning_rate=learning_rate,
     )  # fmt: skip
-    cross_entropy = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     callback_list = keras.callbacks.CallbackList(
         list(callbacks), add_history=True, add_progbar=verbose != 0,
         verbose=1 if verbose == "auto" else verbose, epochs=epochs,
-        steps=_cardinality(train_data), model=model,
+        steps=steps_per_epoch or _cardinality(train_data), model=model,
     )  # fmt: skip
     model.stop_training = False
     if not hasattr(model, "optimizer"):
@@ -71,22 +88,23 @@ def fit_lbfgs(
         model.optimizer = None
     callback_list.on_train_begin()
     epoch_logs = {}
+    stream = iter(train_data) if steps_per_epoch else None
     # BackupAndRestore sets `_initial_epoch` when it restores a run.
     for epoch in range(model._initial_epoch or 0, epochs):
         callback_list.on_epoch_begin(epoch)
         position = _flat_weights(model)
         loss_sum = correct = seen = 0.0
-        for step, (x, y) in enumerate(train_data):
+        for step, (x, y) in enumerate(_epoch_batches(train_data, stream, steps_per_epoch)):
             callback_list.on_train_batch_begin(step)
             x, y = keras.ops.convert_to_tensor(x), keras.ops.convert_to_tensor(y, "int32")
             non_trainable = [v.value for v in model.non_trainable_variables]
             position = minimize(position, x, y, non_trainable)
             for variable, value in zip(model.trainable_variables, unflatten(position)):
                 variable.assign(value)
-            with _batch_norm_momentum(model, iterations_per_batch):
+            with _batch_statistics(model):
                 logits = model(x, training=True)
             batch_loss = float(keras.ops.convert_to_numpy(
-                cross_entropy(y, logits) + _penalty(model, position, weight_decay)
+                loss(y, logits) + _penalty(model, position, weight_decay)
             ))  # fmt: skip
             batch_correct = float(keras.ops.convert_to_numpy(
                 keras.ops.sum(keras.ops.cast(keras.ops.argmax(logits, -1) == y, "float32"))
@@ -96,6 +114,8 @@ def fit_lbfgs(
             callback_list.on_train_batch_end(
                 step, {"loss": batch_loss, "accuracy": batch_correct / size}
             )
+            if model.stop_training:
+                break
         epoch_logs = {"loss": loss_sum / seen, "accuracy": correct / seen}
         callback_list.on_epoch_end(epoch, epoch_logs)
         if model.stop_training:
@@ -105,23 +125,24 @@ def fit_lbfgs(
 
 
 @contextlib.contextmanager
-def _batch_norm_momentum(model, updates):
-    """BatchNorm momentum m -> m ** updates for one forward pass.
-
-    One pass then moves the moving statistics as `updates` passes at these
-    weights would. PyTorch's L-BFGS updates them at every evaluation of the
-    objective (about `iterations_per_batch` per batch); the compiled tfp
-    objective is stateless, so the update is made once, scaled to match.
-    """
+def _batch_statistics(model):
+    """BatchNorm momentum 0 for one forward pass: moving statistics := the batch's."""
     layers = [layer for layer in model._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization)]
     saved = [layer.momentum for layer in layers]
     for layer in layers:
-        layer.momentum = layer.momentum**updates
+        layer.momentum = 0.0
     try:
         yield
     finally:
         for layer, momentum in zip(layers, saved):
             layer.momentum = momentum
+
+
+def _epoch_batches(train_data, stream, steps_per_epoch):
+    """One epoch's batches: a pass over `train_data`, or the next steps of `stream`."""
+    if not steps_per_epoch:
+        return train_data
+    return itertools.islice(stream, steps_per_epoch)
 
 
 def _cardinality(dataset):
@@ -133,9 +154,7 @@ def _cardinality(dataset):
 
 
 def _flat_weights(model):
-    return keras.ops.concatenate(
-        [keras.ops.reshape(v.value, (-1,)) for v in model.trainable_variables]
-    )
+    return backend.pack([variable.value for variable in model.trainable_variables])
 
 
 def _coupled_l2(position, weight_decay):
@@ -150,25 +169,18 @@ def _penalty(model, position, weight_decay):
     return sum(model.losses, 0.0) + _coupled_l2(position, weight_decay)
 
 
-def _flat_objective(model, weight_decay):
+def _flat_objective(model, weight_decay, loss):
     """The batch objective of one flat weight vector, and its inverse map."""
     shapes = [tuple(v.shape) for v in model.trainable_variables]
-    bounds = [0]
-    for shape in shapes:
-        bounds.append(bounds[-1] + math.prod(shape))
-    cross_entropy = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
     def unflatten(position):
-        return [
-            keras.ops.reshape(position[start:stop], shape)
-            for start, stop, shape in zip(bounds[:-1], bounds[1:], shapes)
-        ]
+        return backend.unpack(position, shapes)
 
     def objective(position, x, y, non_trainable):
         logits, _, losses = model.stateless_call(
             unflatten(position), non_trainable, x, training=True, return_losses=True
         )
-        value = cross_entropy(y, logits)
+        value = loss(y, logits)
         for penalty in losses:
             value = value + penalty
         return value + _coupled_l2(position, weight_decay)

@@ -3,14 +3,18 @@
 `train(TrainConfig(...))` builds the data, the model, the optimizer and the
 callbacks from a configuration and runs `model.fit` (or `fit_lbfgs`),
 writing the run's files into its folder (`nc_keras.run_folder` names
-them): `config.json` and `versions.json` (what ran, with which software),
+them): `config.json` (the resolved configuration, and under `built` the
+model's name, feature dimension and trainable parameters) and
+`versions.json` (what ran, with which software),
 `log.csv` (one row per epoch: loss, accuracy, learning rate, and the
 NeuralCollapse metrics nc1..nc4, ncc_mismatch, ... for the training set and,
-prefixed `val_`, the test set), `tensorboard/`, `nc_history/`,
+prefixed `val_`, the test set; for a class-imbalanced subset also
+minority_accuracy and minority_cosine), `tensorboard/`, `nc_history/`,
 `checkpoints/` when asked for, `backup/` while the run is in progress (so
 that running the same configuration again after an interruption resumes at
-the last finished epoch), and `summary.json` and `figure.png` when it
-completes.
+the last finished epoch, as `nc_keras.train.resume` describes), and
+`figure.png` and `summary.json` when it ends: "finished", or "diverged" when
+the loss became NaN (training stops at that batch; `TrainingDiverged`).
 
 `devices` and `strategy` train data-parallel on several devices, and
 `coordinator` (JAX) on several processes or hosts, through each backend's
@@ -21,6 +25,7 @@ device.
 import dataclasses
 import math
 import platform
+import shutil
 import sys
 from pathlib import Path
 
@@ -28,8 +33,14 @@ import keras
 
 from nc_keras import backend
 from nc_keras.run_folder import RunFolder, write_json
-from nc_keras.train.config import learning_rate_schedule
+from nc_keras.train import resume
+from nc_keras.train.config import learning_rate_schedule, minority_classes
 from nc_keras.train.lbfgs_fit import fit_lbfgs
+from nc_keras.train.losses import build_loss
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the run stopped, marked "diverged"."""
 
 
 def build_model(config, num_classes, input_shape):
@@ -117,11 +128,15 @@ def train(config, callbacks=(), verbose="auto"):
     Raises:
         FileExistsError: `output_dir` holds a finished run (delete it to
             train again: nothing is overwritten silently).
-        ValueError: an invalid configuration.
-        nc_keras.data.DataNotFoundError: the dataset is not available.
+        ValueError: an invalid configuration, an output directory that
+            cannot be written, or an unfinished run there with other
+            settings. Nothing is written then.
+        nc_keras.data.DataNotFoundError: the dataset is not available
+            (nothing is written either).
+        TrainingDiverged: the loss became NaN; `summary.json` says
+            "diverged", and training again into the folder starts over.
     """
-    from nc_keras import callbacks as nc_callbacks
-    from nc_keras import data, plots
+    from nc_keras import data
 
     config = config.resolved()
     # First: a multi-process JAX run must start before any JAX computation.
@@ -147,9 +162,21 @@ def train(config, callbacks=(), verbose="auto"):
             f"{folder.root} holds a finished run ({folder.summary.name}); choose another "
             "output directory or delete it to train again."
         )
-    folder.root.mkdir(parents=True, exist_ok=True)
-    write_json(folder.config, dataclasses.asdict(config))
-    write_json(folder.versions, software_versions())
+    folder.check_writable()
+    # A diverged run has nothing to resume: it starts over, with any settings.
+    continuing = folder.config.exists() and folder.status != "diverged"
+    if continuing:
+        resume.check_same_run(folder, config)
+        if resume.fit_ended(folder, config.epochs, _read_log(folder)):
+            # Interrupted after fit, before the summary: nothing to train.
+            shutil.rmtree(folder.backup, ignore_errors=True)
+            return _conclude(folder)
+    start = resume.resume_epoch(folder) if continuing else 0
+    if start >= config.epochs:
+        raise ValueError(
+            f"{folder.root}: its backup has all {config.epochs} epochs trained but "
+            f"{folder.log.name} lacks some of them; delete the folder to train again."
+        )
 
     keras.utils.set_random_seed(config.seed)
     dataset_info = data.info(config.dataset, data_dir=config.data_dir)
@@ -157,52 +184,136 @@ def train(config, callbacks=(), verbose="auto"):
     # Data-parallel steps need batches that split evenly over the replicas
     # (JAX shards each batch; several processes must take equal steps), so
     # the last, partial training batch is dropped. NC is still measured on
-    # every sample.
+    # every sample. The epochs still to train come as one stream, each
+    # epoch's order fixed by (seed, epoch), so a resumed run sees the
+    # batches an uninterrupted one would.
     train_data = data.load(
         config.dataset, "train", config.batch_size,
-        samples_per_class=config.samples_per_class, augment=config.augment,
-        drop_remainder=replication.replicas > 1, **common,
+        samples_per_class=config.samples_per_class, imbalance_ratio=config.imbalance_ratio,
+        augment=config.augment, drop_remainder=replication.replicas > 1,
+        epochs=range(start, config.epochs), max_batches=config.max_steps, **common,
     )  # fmt: skip
+    # At most max_steps batches per epoch: the first ones of its order.
+    steps_per_epoch = int(train_data.cardinality()) // (config.epochs - start)
     # NC is measured on the un-augmented training set, in file order.
     measure_batch = max(config.batch_size, 256)
     train_eval = data.load(
         config.dataset, "train", measure_batch, shuffle=False,
-        samples_per_class=config.samples_per_class, **common,
+        samples_per_class=measured_per_class(config.samples_per_class, config.nc_max_samples,
+                                             config.imbalance_ratio, dataset_info, "train"),
+        imbalance_ratio=config.imbalance_ratio,
+        **common,
     )  # fmt: skip
+    # The test set stays balanced: per-class accuracy is comparable across classes.
     test_eval = data.load(
         config.dataset, "test", measure_batch, shuffle=False,
-        samples_per_class=config.test_samples_per_class, **common,
+        samples_per_class=measured_per_class(config.test_samples_per_class,
+                                             config.nc_max_samples, None, dataset_info, "test"),
+        **common,
     )  # fmt: skip
+
+    # The first write: every check that can refuse the run is behind us.
+    if start == 0 and folder.config.exists():
+        resume.start_over(folder)
+    elif start > 0:
+        resume.prune_tensorboard(folder.tensorboard, start)
+    folder.root.mkdir(parents=True, exist_ok=True)
+    write_json(folder.config, dataclasses.asdict(config))
+    write_json(folder.versions, software_versions())
 
     with replication.scope:
         _fit(config, model_inputs=(dataset_info.num_classes, dataset_info.input_shape),
-             train_data=train_data, train_eval=train_eval, test_eval=test_eval,
-             folder=folder, callbacks=callbacks, verbose=verbose)
+             train_data=train_data, steps_per_epoch=steps_per_epoch, train_eval=train_eval,
+             test_eval=test_eval, folder=folder, callbacks=callbacks, verbose=verbose)
+    return _conclude(folder)
 
-    history = nc_callbacks.read_csv_log(folder.log)
-    write_json(folder.summary, summarize(history))
+
+def _read_log(folder):
+    from nc_keras.callbacks import read_csv_log
+
+    return read_csv_log(folder.log) if folder.log.exists() else None
+
+
+def _conclude(folder):
+    """Writes the figure, then the summary that marks the run as ended."""
+    from nc_keras import plots
+
+    history = _read_log(folder)
+    loss = history["loss"][-1]
+    status = "finished" if math.isfinite(loss) else "diverged"
     plots.plot_runs([folder.root], folder.figure)
+    write_json(folder.summary, {"status": status, **summarize(history)})
+    if status == "diverged":
+        raise TrainingDiverged(
+            f"training diverged: the loss was {loss} in epoch {history['epoch'][-1] + 1}, "
+            f"so it stopped there; {folder.summary} marks the run \"diverged\". Try a "
+            f"smaller learning rate; training into {folder.root} again starts it over."
+        )
     return history
 
 
-def _fit(config, model_inputs, train_data, train_eval, test_eval, folder, callbacks, verbose):
+def measured_per_class(samples_per_class, nc_max_samples, imbalance_ratio, dataset_info, split):
+    """Examples per class of the split NC is measured on (None: all).
+
+    With `nc_max_samples`, the first nc_max_samples // K of each class (at
+    most the configured ones): a balanced subset, where the first
+    nc_max_samples in file order could be one class (the CIFAR-10 JPEG
+    tarball is sorted by class). At least one per class; the
+    NeuralCollapse callback caps the total at nc_max_samples. A long-tailed
+    profile (`imbalance_ratio`) is kept as configured: a per-class cap
+    would change its shape.
+    """
+    if nc_max_samples is None or imbalance_ratio is not None:
+        return samples_per_class
+    classes = dataset_info.num_classes
+    share = max(1, nc_max_samples // classes)
+    if isinstance(samples_per_class, (list, tuple)):
+        return [min(count, share) for count in samples_per_class]
+    if samples_per_class is not None:
+        return min(samples_per_class, share)
+    total = (dataset_info.split_sizes or {}).get(split)
+    # A subset as large as the split is all of it.
+    return share if total is None or share * classes < total else None
+
+
+def built_architecture(model):
+    """What `build_model` built, read off the model, for config.json.
+
+    The feature dimension d is the architecture's unless `feature_dim` sets
+    it; config.json records the actual one next to the options.
+    """
+    from nc_keras.models import count_trainable_params
+
+    return {
+        "name": model.name,
+        "feature_dim": int(model.get_layer("features").output.shape[-1]),
+        "trainable_params": count_trainable_params(model),
+    }
+
+
+def _fit(config, model_inputs, train_data, steps_per_epoch, train_eval, test_eval, folder,
+         callbacks, verbose):
     """Builds the model and its callbacks and trains (inside a distribution's scope)."""
     from nc_keras import callbacks as nc_callbacks
 
     model = build_model(config, *model_inputs)
+    write_json(folder.config, dict(dataclasses.asdict(config), built=built_architecture(model)))
     lbfgs = config.optimizer == "lbfgs"
-    # Order matters: NeuralCollapse writes into `logs` before the loggers
-    # read them, and the backup is saved last, once the epoch is logged.
+    # Order matters: TerminateOnNaN stops at the first NaN batch;
+    # NeuralCollapse writes into `logs` before the loggers read them, and
+    # the backup is saved last, once the epoch is logged.
     run_callbacks = [
+        keras.callbacks.TerminateOnNaN(),
         nc_callbacks.NeuralCollapse(
             train_eval, test_eval, every=config.nc_every,
             max_samples=config.nc_max_samples, history_path=str(folder.nc_history),
+            minority_classes=minority_classes(config, model_inputs[0]),
         ),
         nc_callbacks.EpochCSVLogger(str(folder.log)),
         keras.callbacks.TensorBoard(str(folder.tensorboard), write_graph=False),
     ]  # fmt: skip
     if not lbfgs:  # the paper's L-BFGS keeps its learning rate (Sec. 4.1)
-        run_callbacks.insert(1, keras.callbacks.LearningRateScheduler(learning_rate_schedule(config)))
+        run_callbacks.insert(2, keras.callbacks.LearningRateScheduler(learning_rate_schedule(config)))
     if config.checkpoints:
         folder.checkpoints.mkdir(exist_ok=True)
         run_callbacks.append(keras.callbacks.ModelCheckpoint(folder.checkpoint_pattern))
@@ -214,17 +325,19 @@ def _fit(config, model_inputs, train_data, train_eval, test_eval, folder, callba
             model, train_data, config.epochs, run_callbacks,
             weight_decay=config.weight_decay if config.decay == "all" else None,
             learning_rate=config.learning_rate, verbose=verbose,
+            steps_per_epoch=steps_per_epoch,
+            loss=build_loss(config),
         )  # fmt: skip
     else:
         model.compile(
             optimizer=build_optimizer(config),
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            loss=build_loss(config),
             metrics=["accuracy"],
         )
-        # The dataset shuffles itself (seeded); fit must not try to.
+        # The dataset orders itself (seeded per epoch); fit must not shuffle.
         model.fit(
-            train_data, epochs=config.epochs, callbacks=run_callbacks, verbose=verbose,
-            shuffle=False,
+            train_data, epochs=config.epochs, steps_per_epoch=steps_per_epoch,
+            callbacks=run_callbacks, verbose=verbose, shuffle=False,
         )  # fmt: skip
 
 

@@ -6,10 +6,11 @@ import dataclasses
 import numpy as np
 
 from nc_keras import backend
+from nc_keras.ufm import losses
 from nc_keras.ufm.problem import Problem
 from nc_keras.ufm.theory import DEFAULT_LAMBDA
 
-__all__ = ["HessianEigen", "hessian_min_eigenvalue", "rotation_zero_modes"]
+__all__ = ["HessianEigen", "dense_hessian", "hessian_min_eigenvalue", "rotation_zero_modes"]
 
 
 @dataclasses.dataclass
@@ -35,7 +36,8 @@ class HessianEigen:
 
 
 def hessian_min_eigenvalue(
-    W, H, b, labels, lambda_w, lambda_h, lambda_b, k=1, tolerance=1e-10, seed=0, dense_up_to=500
+    W, H, b, labels, lambda_w, lambda_h, lambda_b, k=1, tolerance=1e-10, seed=0, dense_up_to=500,
+    loss="ce", smoothing=None, gamma=None,
 ):
     """The k smallest eigenvalues of the Hessian of f (eq. (3)) at (W, H, b).
 
@@ -63,6 +65,9 @@ def hessian_min_eigenvalue(
     dimensional complement of their (K - 1)-dimensional span, so there are
     `rotation_zero_modes(K, d)` = d(d-1)/2 - (d-K+1)(d-K)/2 zero eigenvalues
     (one more when lambda_b = 0: adding a constant to b changes nothing).
+    The same holds for the other losses at their minimizers, with the rank r
+    of W* (K - 1, or K in MSE's rank-K regime) for K - 1, and no bias mode
+    for MSE (not shift invariant): `rotation_zero_modes(K, d, lb, rank, loss)`.
     Lanczos then reports the smallest eigenvalue as 0 up to round-off.
 
     Lanczos from one start vector sees each eigenspace through a single
@@ -76,6 +81,7 @@ def hessian_min_eigenvalue(
         k: how many of the smallest eigenvalues to return.
         tolerance: Lanczos accuracy, relative to the largest eigenvalue.
         dense_up_to: largest number of variables handled densely.
+        loss, smoothing, gamma: the loss of eq. (3) (`nc_keras.ufm.losses.get`).
     Returns:
         `HessianEigen`.
     """
@@ -84,15 +90,13 @@ def hessian_min_eigenvalue(
     W, H, b = (np.asarray(a, dtype=np.float64) for a in (W, H, b))
     lambdas = (lambda_w, lambda_h, lambda_b)
     with backend.float64():
-        problem = Problem(W.shape[0], W.shape[1], None, lambdas, labels=labels)
+        problem = Problem(
+            W.shape[0], W.shape[1], None, lambdas, labels=labels,
+            loss=losses.get(loss, smoothing, gamma),
+        )
         x = problem.flatten(W, H, b)
-        hvp = problem.hvp()
+        matvec = _matvec(problem, x)
         size = int(sum(problem.sizes))
-
-        def matvec(vector):
-            product = hvp(x, backend.to_tensor(np.ravel(vector)))
-            return backend.to_numpy(product)
-
         operator = LinearOperator((size, size), matvec=matvec, dtype=np.float64)
         start = np.random.default_rng(seed).standard_normal(size)
         if size <= dense_up_to or k >= size - 1:
@@ -100,13 +104,31 @@ def hessian_min_eigenvalue(
             # eigenvalues, like the rotation zero modes, show up once or a few
             # times); small problems get the exact spectrum from the dense
             # Hessian, assembled column by column from the same products.
-            dense = np.column_stack([matvec(column) for column in np.eye(size)])
-            values, vectors = np.linalg.eigh((dense + dense.T) / 2)
+            values, vectors = np.linalg.eigh(dense_hessian(problem, x))
             values, vectors = values[:k], vectors[:, :k]
         else:
             values, vectors = _smallest_eigenpairs(operator, size, k, tolerance, start)
     order = np.argsort(values)
     return HessianEigen(values[order], vectors[:, order], (W.shape, H.shape, b.shape))
+
+
+def _matvec(problem, x):
+    hvp = problem.hvp()
+
+    def matvec(vector):
+        return backend.to_numpy(hvp(x, backend.to_tensor(np.ravel(vector))))
+
+    return matvec
+
+
+def dense_hessian(problem, x):
+    """The exact Hessian of `problem`'s objective at the flat tensor x, as a
+    symmetric NumPy matrix: one Hessian-vector product per column (small
+    problems only: size^2 memory)."""
+    matvec = _matvec(problem, x)
+    size = int(sum(problem.sizes))
+    dense = np.column_stack([matvec(column) for column in np.eye(size)])
+    return (dense + dense.T) / 2
 
 
 def _smallest_eigenpairs(operator, size, k, tolerance, start):
@@ -131,12 +153,15 @@ def _smallest_eigenpairs(operator, size, k, tolerance, start):
     return sigma - values, vectors
 
 
-def rotation_zero_modes(num_classes, feature_dim, lambda_b=DEFAULT_LAMBDA):
+def rotation_zero_modes(num_classes, feature_dim, lambda_b=DEFAULT_LAMBDA, rank=None, loss="ce"):
     """Zero Hessian eigenvalues at a global minimizer (see `hessian_min_eigenvalue`).
 
-    dim O(d) - dim O(d - r) with r = K - 1, the rank of the simplex ETF:
-    d(d-1)/2 - (d-r)(d-r-1)/2, plus 1 when lambda_b = 0 (constant bias shift).
+    dim O(d) - dim O(d - r) with r the rank of W* (default K - 1, a simplex
+    ETF; pass `Optimum.rank`): d(d-1)/2 - (d-r)(d-r-1)/2, plus 1 when
+    lambda_b = 0 and the loss is shift invariant (constant bias shift; not
+    MSE).
     """
-    d, r = int(feature_dim), int(num_classes) - 1
+    d = int(feature_dim)
+    r = int(num_classes) - 1 if rank is None else int(rank)
     modes = d * (d - 1) // 2 - (d - r) * (d - r - 1) // 2
-    return modes + (1 if lambda_b == 0 else 0)
+    return modes + (1 if lambda_b == 0 and losses.get(loss).shift_invariant else 0)

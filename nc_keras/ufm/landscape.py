@@ -63,6 +63,9 @@ def landscape(
     starts=3,
     seed=0,
     progress=True,
+    loss="ce",
+    smoothing=None,
+    gamma=None,
     **solve_options,
 ):
     """The landscape claim of Theorems 3.1 and 3.2, checked numerically.
@@ -73,11 +76,15 @@ def landscape(
     NC1-NC4 and cost. A strict saddle landscape without spurious minima means
     every run ends at f*. `progress`: print one line per finished run.
     `solve_options` go to `solve` (e.g. gradient_tolerance, steps).
+    `loss`, `smoothing`, `gamma`: the loss of eq. (3) (`nc_keras.ufm.losses`);
+    its exact minimum must be known (`optimum`).
     Every run shares one compiled `Problem` (`cached_problem`).
     Returns `LandscapeResult` (`.table()`, `.all_reached()`; `plot_landscape`).
     """
     lambdas = (lambda_w, lambda_h, lambda_b)
-    best = optimum(num_classes, n_per_class, *lambdas)
+    best = optimum(
+        num_classes, n_per_class, *lambdas, loss, smoothing, gamma, feature_dim=feature_dim
+    )
     rows, runs = [], []
     with backend.float64():
         for method in methods:
@@ -89,6 +96,9 @@ def landscape(
                     *lambdas,
                     method=method,
                     seed=seed + start,
+                    loss=loss,
+                    smoothing=smoothing,
+                    gamma=gamma,
                     **solve_options,
                 )
                 final = run.final

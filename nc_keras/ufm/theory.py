@@ -7,16 +7,20 @@ H (d x N, one column per sample, sorted by class by `class_labels`), bias b (K):
                  + lW/2 ||W||_F^2 + lH/2 ||H||_F^2 + lb/2 ||b||^2      (3)
 
 The loss is a sample mean; the penalty on H is a plain sum over all N columns.
+CE may be replaced by any loss of `nc_keras.ufm.losses` (`loss=`), with the
+same regularizers; the exact minima of the other losses are in
+`nc_keras.ufm.optima`. `n_per_class` may also be a sequence of K counts
+(imbalanced classes, N = sum n_k).
 """
 
-import dataclasses
 import math
 
 import keras
 import numpy as np
 
 from nc_keras import backend
-from nc_keras.ufm import losses
+from nc_keras.ufm import checks, losses, optima
+from nc_keras.ufm.optima import Optimum, OptimumUnknownError
 
 __all__ = [
     "DEFAULT_LAMBDA",
@@ -24,8 +28,11 @@ __all__ = [
     "objective",
     "penalized_objective",
     "Optimum",
+    "OptimumUnknownError",
+    "class_counts",
     "optimum",
     "construct_optimum",
+    "etf_family_point",
     "random_start",
 ]
 
@@ -35,39 +42,68 @@ __all__ = [
 DEFAULT_LAMBDA = 5e-3
 
 
+def class_counts(num_classes, n_per_class):
+    """The K class sizes as an int array: n repeated K times, or the K counts
+    given (whole numbers >= 1; ValueError naming the argument otherwise)."""
+    K = checks.count(num_classes, "num_classes", minimum=2)
+    if np.ndim(n_per_class) == 0:
+        return np.full(K, checks.count(n_per_class, "n_per_class"), dtype=np.int64)
+    counts = [checks.count(value, "each entry of n_per_class") for value in n_per_class]
+    if len(counts) != K:
+        raise ValueError(f"n_per_class must be one count or K = {K} of them; got {len(counts)}")
+    return np.array(counts, dtype=np.int64)
+
+
 def class_labels(num_classes, n_per_class):
-    """Labels 0..K-1, each repeated n times: the column order of H."""
-    return np.repeat(np.arange(int(num_classes)), int(n_per_class))
+    """Labels 0..K-1, label k repeated n_k times: the column order of H."""
+    return np.repeat(np.arange(int(num_classes)), class_counts(num_classes, n_per_class))
 
 
-def objective(W, H, b, labels, lambda_w, lambda_h, lambda_b):
+def objective(W, H, b, labels, lambda_w, lambda_h, lambda_b, loss="ce", smoothing=None, gamma=None):
     """f(W, H, b) of eq. (3), computed with `keras.ops` (differentiable).
 
     Args:
         W: (K, d) classifier; H: (d, N) features, column i for sample i;
-        b: (K,) bias; labels: (N,) integers in [0, K).
+        b: (K,) bias; labels: (N,) integers in [0, K) (NumPy or a concrete
+        tensor).
         lambda_w, lambda_h, lambda_b: the weight-decay parameters.
+        loss, smoothing, gamma: the loss (`nc_keras.ufm.losses.get`).
     Returns:
         A scalar tensor of the active backend. NumPy inputs are converted to
         float64 tensors first (JAX with x64 enabled for the computation).
+    Raises:
+        ValueError: labels outside [0, K), not integers, or not one per
+        column of H (on every backend: `keras.ops.one_hot` alone would turn
+        some of these into all-zero targets).
     """
     with backend.float64():
         W, H, b = (
             part if keras.ops.is_tensor(part) else backend.to_tensor(part) for part in (W, H, b)
         )
         num_classes = W.shape[0]
+        labels = checks.labels(labels, num_classes, H.shape[1])
         targets = keras.ops.transpose(keras.ops.one_hot(labels, num_classes, dtype=W.dtype))
-        return penalized_objective(W, H, b, targets, lambda_w, lambda_h, lambda_b)
+        return penalized_objective(
+            W, H, b, targets, lambda_w, lambda_h, lambda_b,
+            loss=losses.get(loss, smoothing, gamma),
+        )
 
 
 def penalized_objective(
-    W, H, b, targets, lambda_w, lambda_h, lambda_b, columns=None, loss="cross_entropy"
+    W, H, b, targets, lambda_w, lambda_h, lambda_b, columns=None, loss="ce", weights=None
 ):
     """eq. (3) with one-hot targets Y (K, N) and any loss of `losses.LOSSES`.
 
     `columns` (integer indices) averages the loss over that minibatch of
     samples instead of all N: an unbiased estimate of the loss term; the
     penalty is always the full one.
+
+    `weights` (N,), optional tensor: column i stands for weights[i] identical
+    samples, so the loss term is sum_i w_i L_i / sum_i w_i and the H penalty
+    lH/2 sum_i w_i ||h_i||^2 -- eq. (3) on the expanded H. With one column
+    per class and w = the class sizes this is the class-mean problem of an
+    imbalanced UFM (`nc_keras.ufm.minority`), where the weights may be any
+    positive reals. Not combined with `columns`.
     """
     ops = keras.ops
     if columns is not None:
@@ -80,37 +116,38 @@ def penalized_objective(
     # ops.einsum and ops.sum keep float64 on every backend (tests check it).
     logits = ops.einsum("kd,dn->kn", W, features) + ops.expand_dims(b, 1)
     per_sample = losses.get(loss)(logits, targets)
-    data_term = ops.sum(per_sample) / per_sample.shape[0]
-    penalty = (
-        lambda_w * ops.sum(W * W) + lambda_h * ops.sum(H * H) + lambda_b * ops.sum(b * b)
-    ) / 2
+    if weights is None:
+        data_term = ops.sum(per_sample) / per_sample.shape[0]
+        h_penalty = ops.sum(H * H)
+    else:
+        data_term = ops.sum(weights * per_sample) / ops.sum(weights)
+        h_penalty = ops.sum(weights * ops.sum(H * H, axis=0))
+    penalty = (lambda_w * ops.sum(W * W) + lambda_h * h_penalty + lambda_b * ops.sum(b * b)) / 2
     return data_term + penalty
 
 
-@dataclasses.dataclass(frozen=True)
-class Optimum:
-    """The global minimum of eq. (3) and the scales of its minimizers.
 
-    value: f*; w_norm: the common row norm w* of W*; h_norm: the common norm
-    of every feature column h*; bias: the common entry b* of b* = b* 1
-    (0 whenever lambda_b > 0; when lambda_b = 0 any constant works and 0 is
-    reported); at_origin: whether the minimizer is (0, 0, 0).
-    """
+def optimum(
+    num_classes, n_per_class, lambda_w, lambda_h, lambda_b, loss="ce", smoothing=None,
+    gamma=None, feature_dim=None,
+):
+    r"""The global minimum of eq. (3), exactly: `Optimum`.
 
-    value: float
-    w_norm: float
-    h_norm: float
-    bias: float
-    at_origin: bool
+    Balanced classes only (an int `n_per_class`, or K equal counts); for
+    imbalanced counts no closed form is known and `OptimumUnknownError` is
+    raised. The value does not depend on d as long as the minimizer's rank
+    fits (d >= K - 1, or d >= K for MSE's rank-K regime); `feature_dim`, if
+    given, is checked against it (`OptimumUnknownError` otherwise).
 
+    `loss`, `smoothing`, `gamma`: the loss (`nc_keras.ufm.losses.get`). The
+    other losses are derived in `nc_keras.ufm.optima`; `OptimumUnknownError`
+    where no global minimum is established (never a guess).
 
-def optimum(num_classes, n_per_class, lambda_w, lambda_h, lambda_b):
-    r"""The global minimum of eq. (3), in closed form (Theorem 3.1).
+    Raises ValueError, naming the argument, unless K >= 2 and n >= 1 are whole
+    numbers (4.0 is taken as 4; 2.7 is refused) and the lambdas are finite
+    with lambda_w, lambda_h > 0 and lambda_b >= 0.
 
-    Assumes the cross-entropy loss, balanced classes and d >= K - 1 (the value
-    does not depend on d).
-
-    Derivation. By Theorem 3.1 (eq. (4), (5)) every global minimizer has rows
+    Cross-entropy (Theorem 3.1). Every global minimizer has rows
     of equal norm w, W W^T = w^2 K/(K-1) (I - 11^T/K), features
     h_{k,i} = s w_k with s = sqrt(lW / (lH n)), and b = b 1 (b = 0 if
     lb > 0; a constant b never changes the loss). For a sample of class k the
@@ -135,54 +172,98 @@ def optimum(num_classes, n_per_class, lambda_w, lambda_h, lambda_b):
         rho* = (1/c) log((K-1)(c - a) / a),
         f*   = log(c / (c - a)) + (a/c) log((K-1)(c - a) / a),
 
-    (using 1 + (K-1) e^{-c rho*} = c / (c - a)), w* = sqrt(rho*) and
-    ||h*|| = s w*.
+    (using 1 + (K-1) e^{-c rho*} = c / (c - a)), w* = sqrt(rho*),
+    ||h*|| = s w* and the logit margin c rho*.
     """
-    K, n = int(num_classes), int(n_per_class)
-    if K < 2 or n < 1:
-        raise ValueError(f"need num_classes >= 2 and n_per_class >= 1; got {K}, {n}")
-    if lambda_w <= 0 or lambda_h <= 0 or lambda_b < 0:
+    counts = class_counts(num_classes, n_per_class)
+    K, n = len(counts), int(counts[0])
+    lambda_w = checks.nonnegative(lambda_w, "lambda_w")
+    lambda_h = checks.nonnegative(lambda_h, "lambda_h")
+    lambda_b = checks.nonnegative(lambda_b, "lambda_b")
+    if lambda_w == 0 or lambda_h == 0:
         raise ValueError(
             "Theorem 3.1 needs lambda_w > 0, lambda_h > 0, lambda_b >= 0; got "
             f"{lambda_w}, {lambda_h}, {lambda_b}"
         )
+    if np.any(counts != n):
+        raise OptimumUnknownError(
+            f"no exact global minimum is known for imbalanced classes (counts {counts.tolist()})"
+        )
+    if feature_dim is not None and feature_dim < K - 1:
+        raise OptimumUnknownError(f"d = {feature_dim} < K - 1 = {K - 1}: no simplex ETF fits")
+    loss = losses.get(loss, smoothing, gamma)
+    if loss.name != "ce":
+        return optima.exact_optimum(K, n, (lambda_w, lambda_h, lambda_b), loss, feature_dim)
     scale = math.sqrt(lambda_w / (lambda_h * n))
     c = scale * K / (K - 1)
     a = K * lambda_w
     if a >= c * (K - 1) / K:
-        return Optimum(value=math.log(K), w_norm=0.0, h_norm=0.0, bias=0.0, at_origin=True)
+        return optima.symmetric_optimum(K, n, lambda_w, lambda_h, 0.0, math.log(K), "ce")
     log_ratio = math.log((K - 1) * (c - a) / a)
-    rho = log_ratio / c
     value = math.log(c / (c - a)) + (a / c) * log_ratio
-    w_norm = math.sqrt(rho)
-    return Optimum(
-        value=value, w_norm=w_norm, h_norm=scale * w_norm, bias=0.0, at_origin=False
-    )
+    return optima.symmetric_optimum(K, n, lambda_w, lambda_h, log_ratio, value, "ce")
 
 
 def construct_optimum(
-    num_classes, feature_dim, n_per_class, lambda_w, lambda_h, lambda_b, rotation_seed=None
+    num_classes, feature_dim, n_per_class, lambda_w, lambda_h, lambda_b, rotation_seed=None,
+    loss="ce", smoothing=None, gamma=None,
 ):
     """An explicit global minimizer of eq. (3): (W, H, b, labels), NumPy float64.
 
-    W = w* M^T with M the K-simplex ETF of eq. (5) (`nc_keras.layers.simplex_etf`,
-    P = first K columns of I_d, or a random rotation from `rotation_seed`),
-    h_{k,i} = sqrt(lW/(lH n)) w_k as in eq. (4), b = 0. Needs d >= K - 1.
+    The point of `etf_family_point` at the `optimum`'s margin, logit mean
+    and bias: a simplex ETF W (eq. (5)), h_{k,i} = sqrt(lW/(lH n)) w_k
+    (eq. (4)), b = b* 1; rank K in MSE's rank-K regime. Needs d >= rank.
+    """
+    best = optimum(
+        num_classes, n_per_class, lambda_w, lambda_h, lambda_b, loss, smoothing, gamma,
+        feature_dim=feature_dim,
+    )
+    return etf_family_point(
+        num_classes, feature_dim, n_per_class, lambda_w, lambda_h, best.margin,
+        best.logit_mean, best.bias, rotation_seed,
+    )
+
+
+def etf_family_point(
+    num_classes, feature_dim, n_per_class, lambda_w, lambda_h, margin, logit_mean=0.0,
+    bias=0.0, rotation_seed=None,
+):
+    """(W, H, b, labels) of the structured family every `optimum` lies in.
+
+    W = sqrt(A (K-1)/K) M^T + sqrt(T/K) 1 u^T with M the K-simplex ETF of
+    eq. (5) (`nc_keras.layers.simplex_etf`, P = first K columns of I_d, or a
+    random rotation from `rotation_seed`) and u a unit vector orthogonal to
+    its rows, A = sqrt(n lH/lW) margin, T = sqrt(n lH/lW) logit_mean, so that
+    W W^T = A (I - 11^T/K) + T 11^T/K; h_{k,i} = sqrt(lW/(lH n)) w_k (balanced
+    between W and H); b = bias 1. The class-k logits W h_{k,i} are then
+    margin e_k + const 1 with class mean logit_mean: eq. (3) along this
+    family is the 1-D (or, with T and b, 3-D) function the optima minimize,
+    which the tests scan by brute force. margin, logit_mean >= 0; T > 0
+    needs d >= K.
     """
     from nc_keras.layers import simplex_etf
 
-    best = optimum(num_classes, n_per_class, lambda_w, lambda_h, lambda_b)
-    W = best.w_norm * simplex_etf(num_classes, feature_dim, rotation_seed).T
-    labels = class_labels(num_classes, n_per_class)
-    H = math.sqrt(lambda_w / (lambda_h * n_per_class)) * W[labels].T
-    b = np.full(int(num_classes), best.bias)
-    return W, H, b, labels
+    K, n = int(num_classes), int(class_counts(num_classes, n_per_class)[0])
+    etf = simplex_etf(K, feature_dim, rotation_seed).T
+    scale = math.sqrt(n * lambda_h / lambda_w)
+    W = math.sqrt(scale * margin * (K - 1) / K) * etf
+    if logit_mean > 0:
+        if feature_dim < K:
+            raise ValueError(f"a rank-K classifier needs d >= K = {K}; got d = {feature_dim}")
+        # The last right singular vector of the rank-(K-1) ETF (d >= K here).
+        orthogonal = np.linalg.svd(etf)[2][K - 1]
+        W = W + math.sqrt(scale * logit_mean / K) * np.outer(np.ones(K), orthogonal)
+    labels = class_labels(K, n)
+    H = math.sqrt(lambda_w / (lambda_h * n)) * W[labels].T
+    return W, H, np.full(K, float(bias)), labels
 
 
 def random_start(num_classes, feature_dim, n_per_class, seed=0, scale=1.0):
-    """(W, H, b) with i.i.d. N(0, scale^2) entries, NumPy float64."""
+    """(W, H, b) with i.i.d. N(0, scale^2) entries, NumPy float64
+    (`n_per_class`: n or K counts; H has N = sum n_k columns)."""
     rng = np.random.default_rng(seed)
-    K, d, N = int(num_classes), int(feature_dim), int(num_classes) * int(n_per_class)
+    K, d = int(num_classes), int(feature_dim)
+    N = int(class_counts(K, n_per_class).sum())
     return (
         scale * rng.standard_normal((K, d)),
         scale * rng.standard_normal((d, N)),

@@ -62,15 +62,26 @@ def read_csv(path):
             for key in rows[0]}
 
 
-def read_tensorboard(directory, tag):
+def tensorboard_run(directory):
     from tensorboard.backend.event_processing.event_accumulator import (
         EventAccumulator,
     )
 
     accumulator = EventAccumulator(str(directory), size_guidance={"tensors": 0})
     accumulator.Reload()
-    events = accumulator.Tensors(tag)
+    return accumulator
+
+
+def read_tensorboard(directory, tag):
+    events = tensorboard_run(directory).Tensors(tag)
     return {e.step: float(tf.make_ndarray(e.tensor_proto)) for e in events}
+
+
+def logged_pairs(prefix):
+    """(metrics() key, log key) for the train ("") or validation ("val_") logs."""
+    return [(key, prefix + ("nc_accuracy" if key == "accuracy" else key))
+            for key in collapse.METRIC_KEYS
+            if not (prefix and key in ("nc2", "classifier_norm_cv"))]
 
 
 def test_fit_logs_to_history_csv_and_tensorboard(tmp_path):
@@ -81,11 +92,8 @@ def test_fit_logs_to_history_csv_and_tensorboard(tmp_path):
     nc = NeuralCollapse((x, y), test_ds, history_path=tmp_path / "nc", batch_size=40)
     history = model.fit(
         x, y, epochs=3, batch_size=32, verbose=0,
-        callbacks=[
-            nc,  # before the loggers: they read the logs it fills
-            keras.callbacks.CSVLogger(str(tmp_path / "log.csv")),
-            keras.callbacks.TensorBoard(str(tmp_path / "tb")),
-        ],
+        callbacks=[nc, keras.callbacks.CSVLogger(str(tmp_path / "log.csv")),
+                   keras.callbacks.TensorBoard(str(tmp_path / "tb"))],
     ).history
     table = read_csv(tmp_path / "log.csv")
     for key in log_keys() + log_keys(validation=True):
@@ -101,9 +109,8 @@ def test_fit_logs_to_history_csv_and_tensorboard(tmp_path):
     for prefix, (xs, ys) in (("", (x, y)), ("val_", (xt, yt))):
         means = saved[(prefix or "train_") + "class_means"][1]
         expected = independent(model, xs, ys, ncc_means=means)
-        for key, name in zip(collapse.METRIC_KEYS, log_keys()):
-            assert history[prefix + name][-1] == pytest.approx(
-                expected[key], rel=1e-5, abs=1e-7), prefix + name
+        for key, name in logged_pairs(prefix):
+            assert history[name][-1] == pytest.approx(expected[key], rel=1e-5, abs=1e-7), name
         h = keras.ops.convert_to_numpy(keras.Model(
             model.input, model.get_layer("features").output)(xs))
         np.testing.assert_allclose(
@@ -112,13 +119,17 @@ def test_fit_logs_to_history_csv_and_tensorboard(tmp_path):
     training_mode = independent(model, x, y, training=True)
     assert abs(training_mode["nc1"] - history["nc1"][-1]) > 1e-4 * history["nc1"][-1]
 
-    # TensorBoard: scalars stored as tensors, val_ keys in validation/.
+    # TensorBoard: scalars stored as tensors, val_ keys in validation/, but
+    # no W-only metric there (the same for any data).
+    assert "val_nc2" not in history and "val_classifier_norm_cv" not in history
     for sub, prefix in (("train", ""), ("validation", "val_")):
-        for name in ("nc1", "nc2", "nc3", "nc4", "nc_accuracy", "ncc_mismatch"):
+        for name in ("nc1", "nc3", "nc4", "nc_accuracy", "ncc_mismatch", "cdnv", "gnc2"):
             logged = read_tensorboard(tmp_path / "tb" / sub, f"epoch_{name}")
             assert sorted(logged) == [0, 1, 2]
             np.testing.assert_allclose(
                 [logged[e] for e in range(3)], table[prefix + name], rtol=1e-6)
+    assert read_tensorboard(tmp_path / "tb" / "train", "epoch_nc2")
+    assert "epoch_nc2" not in tensorboard_run(tmp_path / "tb" / "validation").Tags()["tensors"]
 
 
 class Batches(keras.utils.PyDataset):
@@ -152,7 +163,7 @@ def test_every_nan_on_skipped_epochs_with_etf_classifier(tmp_path):
         assert np.isnan(table[key][:2]).all(), key
         assert np.isfinite(table[key][2:]).all(), key
     expected = independent(model, x, y)
-    for key, name in zip(collapse.METRIC_KEYS, log_keys()):
+    for key, name in logged_pairs(""):
         assert history[name][-1] == pytest.approx(expected[key], rel=1e-5, abs=1e-6), name
     assert history["nc2"][-1] < 1e-6  # the fixed classifier is an exact ETF
 
@@ -205,3 +216,44 @@ def test_layers_logged_to_history_csv_and_tensorboard(tmp_path):
             logged = read_tensorboard(tmp_path / "tb" / sub, f"epoch_{key}")
             np.testing.assert_allclose([logged[e] for e in range(2)], table[prefix + key],
                                        rtol=1e-6)
+
+
+def test_loggers_before_the_callback_record_its_keys_and_pictures(tmp_path):
+    # Keras hands `logs` to the callbacks in list order: loggers placed
+    # before NeuralCollapse used to record none of its keys.
+    x, y = toy_data()
+    xt, yt = toy_data(48, seed=1)
+    loggers = [keras.callbacks.CSVLogger(str(tmp_path / "log.csv")),
+               keras.callbacks.TensorBoard(str(tmp_path / "tb"), write_graph=False)]
+    history = mlp().fit(x, y, epochs=2, batch_size=32, verbose=0, callbacks=[
+        *loggers, NeuralCollapse((x, y), (xt, yt), batch_size=40)]).history
+    table = read_csv(tmp_path / "log.csv")
+    for key in log_keys() + log_keys(validation=True):
+        np.testing.assert_allclose(table[key], history[key], rtol=1e-12)
+        assert np.all(np.isfinite(table[key])), key
+    for sub in ("train", "validation"):
+        run = tensorboard_run(tmp_path / "tb" / sub)
+        tags = run.Tags()
+        assert sorted(e.step for e in run.Tensors("epoch_nc1")) == [0, 1]
+        images = set(tags["images"]) | {
+            tag for tag in tags["tensors"] if tag.startswith("neural_collapse/")}
+        for tag in ("neural_collapse/class_mean_cosines",
+                    "neural_collapse/classifier_vs_class_means",
+                    "neural_collapse/class_mean_norms"):
+            assert tag in images, (sub, tag)
+            assert sorted(e.step for e in run.Tensors(tag)) == [0, 1], (sub, tag)
+        # The classifier's norms do not depend on the data: train run only.
+        assert ("neural_collapse/classifier_norms" in tags["tensors"]) == (sub == "train")
+    image = tf.make_ndarray(run.Tensors("neural_collapse/class_mean_cosines")[-1].tensor_proto)
+    width, height = (int(v) for v in image[:2])
+    assert width > 2 * height > 100  # two panels side by side
+
+
+def test_tensorboard_dir_without_a_tensorboard_callback(tmp_path):
+    x, y = toy_data()
+    nc = NeuralCollapse((x, y), tensorboard_dir=tmp_path / "nc_tb", batch_size=40)
+    mlp().fit(x, y, epochs=1, batch_size=32, verbose=0, callbacks=[nc])
+    run = tensorboard_run(tmp_path / "nc_tb" / "train")
+    assert "neural_collapse/classifier_vs_class_means" in run.Tags()["tensors"]
+    # No TensorBoard callback writes there: the scalars are written too.
+    assert read_tensorboard(tmp_path / "nc_tb" / "train", "epoch_nc1")

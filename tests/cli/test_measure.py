@@ -65,7 +65,10 @@ def test_measure_writes_csv_in_epoch_order(run_dir, capsys):
                                     keras.ops.convert_to_numpy(bias))
         assert int(row["num_samples"]) == 60
         for key in collapse.METRIC_KEYS:
-            assert float(row[key]) == pytest.approx(expected[key], rel=1e-5, abs=1e-7), key
+            # unc3 divides by the mean cosine, near 0 for these untrained
+            # models: it amplifies the float32 differences of the two paths.
+            rel = 1e-3 if key == "unc3" else 1e-5
+            assert float(row[key]) == pytest.approx(expected[key], rel=rel, abs=1e-7), key
     printed = capsys.readouterr().out
     assert "| checkpoint" in printed and f"wrote {out}" in printed
 

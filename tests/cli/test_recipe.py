@@ -1,3 +1,5 @@
+import json
+
 import pytest
 
 from nc_keras.callbacks import read_csv_log
@@ -25,6 +27,10 @@ def test_recipe_main_trains_every_variant_then_skips_finished_ones(tmp_path, cap
         assert (tmp_path / folder / "summary.json").exists()
     summary = (tmp_path / "summary.md").read_text()
     assert "| learned " in summary and "| fixed ETF " in summary
+    # What the runs are, and how to read the table.
+    assert summary.startswith("# tiny: smoke preset\n\nMLP 1 x 16, d = 16; MNIST subset (shipped), 5 train")
+    assert "Lower NC1-NC4 means more collapse" in summary
+    assert "NC2 of a fixed simplex-ETF classifier is zero by construction" in summary
     assert (tmp_path / "figure.png").stat().st_size > 0
     capsys.readouterr()
 
@@ -41,6 +47,17 @@ def test_recipe_main_overrides_and_default_output(tmp_path, monkeypatch):
     run_dir = tmp_path / "runs" / "tiny" / "smoke" / "fixed_ETF"
     assert read_csv_log(run_dir / "log.csv")["epoch"] == [0]
     assert not (tmp_path / "runs" / "tiny" / "smoke" / "learned").exists()
+
+
+def test_recipe_main_passes_the_preflight_options(tmp_path):
+    argv = ["--output-dir", str(tmp_path), "--only", "learned", "--max-steps", "1",
+            "--nc-max-samples", "20", "--quiet"]  # fmt: skip
+    assert recipe_main(RECIPE, "tiny", argv=argv) == 0
+    config = json.loads((tmp_path / "learned" / "config.json").read_text())
+    assert (config["max_steps"], config["nc_max_samples"], config["epochs"]) == (1, 20, 2)
+    summary = (tmp_path / "summary.md").read_text()
+    assert "2 epochs of at most 1 batch" in summary
+    assert "NC2 of a fixed simplex-ETF" not in summary  # no fixed ETF among these runs
 
 
 def test_recipe_main_rejects_unknown_variants(capsys):

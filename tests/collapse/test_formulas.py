@@ -59,3 +59,53 @@ def test_nc4_and_nearest_class_mean():
     h = np.array([[1.0, 0.0], [9.0, 1.0], [6.0, 0.0]])
     np.testing.assert_array_equal(formulas.nearest_class_mean(h, means), [0, 2, 2])
     assert formulas.ncc_mismatches(np.array([0, 2, 0]), h, means) == 1
+
+
+def test_angle_metrics_on_a_simplex_and_gnc2_minimum():
+    K = 6
+    Hbar = 0.3 * simplex(K, 9).T
+    cosines = formulas.means_cosines(Hbar)
+    np.testing.assert_allclose(cosines, (K / (K - 1)) * np.eye(K) - 1 / (K - 1), atol=1e-14)
+    assert formulas.means_cos_std(Hbar) < 1e-14
+    assert formulas.means_cos_max_gap(Hbar) < 1e-14
+    # The log-kernel energy of a simplex ETF is its minimum -1/2 log(2K/(K-1)).
+    assert formulas.gnc2_minimum(K) == pytest.approx(-0.5 * np.log(2 * K / (K - 1)))
+    assert formulas.gnc2(Hbar) == pytest.approx(formulas.gnc2_minimum(K), abs=1e-14)
+    rng = np.random.default_rng(3)
+    for d in (2, 5, 9):  # random directions, also with K > d + 1, lie above it
+        assert formulas.gnc2(rng.normal(size=(d, K))) > formulas.gnc2_minimum(K) + 1e-3
+    # Self-duality, and uniform duality whatever the common angle.
+    W = 2.0 * Hbar.T
+    assert formulas.nc3_papyan(W, Hbar) < 1e-14 and formulas.unc3(W, Hbar) < 1e-14
+    # w_k = 0.6 m_k + 0.8 u_k with u_k orthonormal and orthogonal to every
+    # m_k: every cos(w_k, mu_k - mu_G) is 0.6, so UNC3 is 0, NC3 (Papyan) not.
+    Hbar = simplex(K, 2 * K, seed=5).T
+    basis = np.linalg.qr(np.concatenate([Hbar, rng.normal(size=(2 * K, K))], axis=1))[0]
+    directions = Hbar.T / np.linalg.norm(Hbar, axis=0)[:, None]
+    tilted = 0.6 * directions + 0.8 * basis[:, K - 1:2 * K - 1].T
+    assert formulas.unc3(tilted, Hbar) < 1e-14
+    assert formulas.nc3_papyan(tilted, Hbar) > 0.5
+
+
+def test_cdnv_against_its_definition():
+    rng = np.random.default_rng(2)
+    K, d = 5, 7
+    means = rng.normal(size=(K, d))
+    variances = rng.uniform(0.1, 2.0, size=K)
+    Hbar = (means - means.mean(0)).T  # the CDNV does not depend on the centre
+    expected = np.mean([(variances[k] + variances[l]) / (2 * np.sum((means[k] - means[l]) ** 2))
+                        for k in range(K) for l in range(k + 1, K)])
+    assert formulas.cdnv(Hbar, variances) == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize("factor", [1e-160, 1e100, 1e160])
+def test_scale_invariant_formulas_do_not_overflow(factor):
+    rng = np.random.default_rng(4)
+    W, Hbar = rng.normal(size=(4, 6)), rng.normal(size=(6, 4))
+    for name, args in (("nc2", (W,)), ("nc3", (W, Hbar)), ("means_etf_error", (Hbar,)),
+                       ("nc3_papyan", (W, Hbar)), ("unc3", (W, Hbar)),
+                       ("classifier_norm_cv", (W,)), ("gnc2", (Hbar,)),
+                       ("means_cos_std", (Hbar,))):
+        function = getattr(formulas, name)
+        scaled = [factor * a for a in args]
+        assert function(*scaled) == pytest.approx(function(*args), rel=1e-12), name

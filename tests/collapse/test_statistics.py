@@ -35,6 +35,13 @@ def reference(H, y, W, b=None):
     nearest = np.argmin(((H[:, None, :] - M[None]) ** 2).sum(-1), axis=1)
     norms = np.linalg.norm(Hbar, axis=0)
     wnorms = np.linalg.norm(W, axis=1)
+    # The metrics beyond the paper, straight from their definitions.
+    pairs = [(k, l) for k in range(K) for l in range(k + 1, K)]
+    sigma2 = [np.mean(np.sum((H[y == k] - M[k]) ** 2, axis=1)) for k in range(K)]
+    m = [(M[k] - G) / np.linalg.norm(M[k] - G) for k in range(K)]
+    off = np.array([m[k] @ m[l] for k in range(K) for l in range(K) if k != l])
+    cos_w = np.array([W[k] @ (M[k] - G) / (np.linalg.norm(W[k]) * np.linalg.norm(M[k] - G))
+                      for k in range(K)])
     return {
         "nc1": np.trace(Sw @ Sb_pinv) / K,
         "nc2": etf(W @ W.T),
@@ -46,7 +53,17 @@ def reference(H, y, W, b=None):
         "means_norm_cv": norms.std() / norms.mean(),
         "classifier_norm_cv": wnorms.std() / wnorms.mean(),
         "trace_ratio": np.trace(Sw) / np.trace(Sb),
+        "cdnv": np.mean([(sigma2[k] + sigma2[l]) / (2 * np.sum((M[k] - M[l]) ** 2))
+                         for k, l in pairs]),
+        "means_cos_std": off.std(),
+        "means_cos_max_gap": np.max(np.abs(off + 1 / (K - 1))),
+        "gnc2": np.mean([np.log(1 / np.linalg.norm(m[k] - m[l])) for k, l in pairs]),
+        "unc3": cos_w.std() / abs(cos_w.mean()),
+        "nc3_papyan": np.linalg.norm(W.T / np.linalg.norm(W) - Hbar / np.linalg.norm(Hbar)),
     }
+
+
+ETF_KEYS = ("nc2", "nc3", "means_etf_error", "means_cos_max_gap")
 
 
 def random_problem(N=400, d=12, K=5, seed=0, spread=1.0, offset=0.0, imbalanced=True):
@@ -80,7 +97,7 @@ def test_metrics_match_reference_imbalanced(with_bias):
     assert_close(result, reference(H, y, W, b))
 
 
-@pytest.mark.parametrize("K,d", [(80, 16), (5, 3), (3, 30)])
+@pytest.mark.parametrize("K,d", [(80, 16), (5, 3), (5, 4), (3, 30)])
 def test_streaming_batches_match_reference(K, d):
     # K=80 takes the sorting path for class sums; d=3 < K-1 caps the rank at d.
     H, y, W, b = random_problem(N=50 * K, d=d, K=K, seed=K)
@@ -91,7 +108,31 @@ def test_streaming_batches_match_reference(K, d):
     for start in range(0, len(y), 50):  # second pass, as measure_model does
         part = slice(start, start + 50)
         stats.update_ncc(H[part], H[part] @ W.T + b, stats.class_means)
-    assert_close(stats.measure(W, b), reference(H, y, W, b))
+    expected = reference(H, y, W, b)
+    if K <= d + 1:
+        assert_close(stats.measure(W, b), expected)
+        return
+    # No simplex ETF fits: its distances are NaN, with one warning saying why.
+    with pytest.warns(RuntimeWarning) as caught:
+        result = stats.measure(W, b)
+    assert len(caught) == 1 and "no simplex ETF exists" in str(caught[0].message)
+    assert all(np.isnan(result[key]) for key in ETF_KEYS)
+    assert_close(result, expected, keys=[key for key in expected if key not in ETF_KEYS])
+
+
+@pytest.mark.parametrize("spread", [1.0, 1e-4])
+def test_new_metrics_match_reference_random_and_nearly_collapsed(spread):
+    # spread=1e-4: within-class spread 1e-4 of the between-class one.
+    H, y, W, b = random_problem(N=300, d=9, K=6, seed=4, spread=spread)
+    keys = ["cdnv", "means_cos_std", "means_cos_max_gap", "gnc2", "unc3", "nc3_papyan"]
+    expected = reference(H, y, W, b)
+    assert_close(metrics(H, y, W, b), expected, keys=keys)
+    stats = CollapseStatistics(6)
+    for start in range(0, len(y), 29):
+        stats.update(H[start:start + 29], y[start:start + 29])
+    assert_close(stats.measure(W, b), expected, keys=keys)
+    if spread < 1:
+        assert expected["cdnv"] < 1e-6
 
 
 def test_merge_of_shards_equals_one_pass(tmp_path):
@@ -136,8 +177,8 @@ def test_deep_collapse_nc1_keeps_relative_accuracy():
     for start in range(0, N, 16):
         stats.update(H[order[start:start + 16]], y[order[start:start + 16]])
     W = rng.normal(size=(K, d))
-    assert stats.measure(W)["nc1"] == pytest.approx(exact, rel=1e-6)
-    assert metrics(H, y, W)["nc1"] == pytest.approx(exact, rel=1e-6)
+    assert stats.measure(W)["nc1"] == pytest.approx(exact, rel=1e-6, abs=0)
+    assert metrics(H, y, W)["nc1"] == pytest.approx(exact, rel=1e-6, abs=0)
 
     # The test has teeth: raw second moments lose the within-class scatter.
     raw = H.T @ H - sum(
@@ -213,14 +254,17 @@ def test_nonfinite_features_warn_and_give_nan():
 def test_degenerate_inputs_are_nan_not_zero():
     H, y, W, b = random_problem(N=100)
     with pytest.warns(RuntimeWarning, match="W Hbar is zero"), \
-            pytest.warns(RuntimeWarning, match="W W\\^T is zero"):
+            pytest.warns(RuntimeWarning, match="W W\\^T is zero"), \
+            pytest.warns(RuntimeWarning, match="W is zero: Papyan"):
         result = metrics(H, y, np.zeros_like(W))
-    assert np.isnan(result["nc2"]) and np.isnan(result["nc3"])
+    for key in ("nc2", "nc3", "nc3_papyan", "unc3", "classifier_norm_cv"):
+        assert np.isnan(result[key]), key
     same_means = H - np.stack([H[y == k].mean(0) for k in range(5)])[y] + 1.0
     with pytest.warns(RuntimeWarning, match="Sigma_B = 0"):
         result = metrics(same_means, y, W, b)
     # Equal means up to round-off must not give huge or tiny numbers.
-    for key in ("nc1", "nc3", "means_etf_error", "means_norm_cv", "trace_ratio"):
+    for key in ("nc1", "nc3", "means_etf_error", "means_norm_cv", "trace_ratio", "cdnv",
+                "means_cos_std", "means_cos_max_gap", "gnc2", "unc3", "nc3_papyan"):
         assert np.isnan(result[key]), key
 
 

@@ -13,7 +13,8 @@ SCRIPTS = sorted(RECIPES_DIR.glob("*.py"))
 
 def test_every_recipe_is_found():
     names = {path.stem for path in SCRIPTS}
-    assert {"fixed_etf_resnet50", "nc_optimizers", "random_labels", "feature_decay"} <= names
+    assert {"fixed_etf_resnet50", "nc_optimizers", "random_labels", "feature_decay",
+            "nc_losses", "minority_collapse"} <= names
 
 
 @pytest.mark.parametrize("path", SCRIPTS, ids=lambda path: path.stem)

@@ -39,3 +39,26 @@ def test_lbfgs_training_logs_nc_metrics_and_learns(tmp_path, small_config):
     assert all(math.isfinite(v) for v in log["nc1"] + log["val_nc1"])
     assert history["nc_accuracy"][-1] > 0.9  # 200 MNIST images, fitted
     assert history["nc1"][-1] < history["nc1"][0]
+
+
+def test_lbfgs_moving_statistics_are_those_of_the_final_weights():
+    # Full-batch L-BFGS: after an epoch, BatchNorm's moving statistics must be
+    # the batch's at the epoch's final weights (the eval-mode pass depends on
+    # them), not a blend with the previous epoch's at older weights.
+    from nc_keras.train import fit_lbfgs
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((64, 6)).astype("float32") * 3 + 1
+    y = rng.integers(0, 3, 64).astype("int32")
+    inputs = keras.Input((6,))
+    hidden = keras.layers.Dense(5, name="hidden")(inputs)
+    normalized = keras.layers.BatchNormalization(name="bn")(hidden)
+    model = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.ReLU()(normalized)))
+    import tensorflow as tf
+
+    data = tf.data.Dataset.from_tensor_slices((x, y)).batch(64)
+    fit_lbfgs(model, data, epochs=2, weight_decay=5e-2, iterations_per_batch=5, verbose=0)
+    features = keras.ops.convert_to_numpy(model.get_layer("hidden")(x))
+    bn = model.get_layer("bn")
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(bn.moving_mean), features.mean(0), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(bn.moving_variance), features.var(0), rtol=1e-3, atol=1e-5)
