@@ -1,7 +1,7 @@
 """NC1 against depth: a small ResNet18 on real MNIST, 4 stage outputs + features.
 
     KERAS_BACKEND=torch python docs/evidence/depth_profile/run.py \
-        --data-dir ../shared/data --output-dir docs/evidence/depth_profile
+        --data-dir DATA --output-dir docs/evidence/depth_profile
     nc-keras plot --layout depth docs/evidence/depth_profile \
         -o docs/evidence/depth_profile/figure.png
 
@@ -21,7 +21,7 @@ STAGES = ["layer1_1_out", "layer2_1_out", "layer3_1_out", "layer4_1_out"]
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data-dir", default="../shared/data")
+    parser.add_argument("--data-dir", required=True, help="folder holding the MNIST IDX files")
     parser.add_argument("--output-dir", default="docs/evidence/depth_profile")
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--width", type=int, default=8)
