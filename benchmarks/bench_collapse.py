@@ -199,17 +199,21 @@ def callback_cost(repeats, quick):
     return {"backend": keras.backend.backend(), "N": N, **t}
 
 
+def backend_child(backend, arguments):
+    """The JSON last line of `python arguments...` run on `backend` in a fresh process."""
+    env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
+    out = subprocess.run([sys.executable, *arguments], env=env, capture_output=True, text=True)
+    if out.returncode:
+        print(out.stderr[-3000:], file=sys.stderr)
+        raise SystemExit(f"{Path(arguments[0]).name} failed on {backend}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def part_callback(repeats, quick, backends):
     rows = []
     for backend in backends:
-        env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
-        command = [sys.executable, __file__, "--part", "callback-child",
-                   "--repeats", str(repeats)] + (["--quick"] if quick else [])
-        out = subprocess.run(command, env=env, capture_output=True, text=True)
-        if out.returncode:
-            print(out.stderr[-3000:], file=sys.stderr)
-            raise SystemExit(f"callback benchmark failed on {backend}")
-        r = json.loads(out.stdout.strip().splitlines()[-1])
+        r = backend_child(backend, [__file__, "--part", "callback-child", "--repeats",
+                                    str(repeats)] + (["--quick"] if quick else []))
         rows.append({
             "backend": r["backend"], "predict_s": r["predict"],
             "callback_s": r["previous"], "ratio": r["previous"] / r["predict"],

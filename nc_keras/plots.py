@@ -6,14 +6,16 @@ in one row of panels, one line per run, as Figures 3-5 of the paper. Under
 the title, a line from the runs' config.json says what they are (model,
 data subset, epochs, optimizer: `nc_keras.describe`), so that a CPU-sized
 run never reads as the paper's; the legend sits below the panels, where it
-covers no curve.
+covers no curve. `plot_depth(run_dir, path)` draws NC1 against depth: the
+layers measured with `NeuralCollapse(layers=...)`, then the classifier's
+features, one curve per measured epoch.
 """
 
 import math
 from pathlib import Path
 
 from nc_keras.describe import run_label
-from nc_keras.run_folder import RunFolder, atomic_writer
+from nc_keras.run_folder import RunFolder, atomic_writer, nc_history_epochs
 
 # Panel name -> (title, log columns tried in order, log y-axis, transform).
 PANELS = {
@@ -50,6 +52,10 @@ LAYOUTS = {
 }
 
 
+# `plot_depth`'s layout name on the command line.
+DEPTH_LAYOUT = "depth"
+
+
 def figure_title(title, run_dirs):
     """The figure's heading: `title` (if any), then what the runs are."""
     from nc_keras.describe import describe_runs, read_configs
@@ -77,17 +83,7 @@ def plot_runs(run_dirs, path, layout="default", labels=None, title=None):
     Returns:
         The path written.
     """
-    import matplotlib.pyplot as plt
-
-    figure = draw_runs(run_dirs, layout=layout, labels=labels, title=title)
-    path = Path(path)
-    try:
-        # Atomic, as every file of a run: an interrupted save leaves the old figure.
-        with atomic_writer(path, "wb") as out:
-            figure.savefig(out, format=path.suffix.lstrip(".") or None, dpi=120)
-    finally:
-        plt.close(figure)
-    return path
+    return _save(draw_runs(run_dirs, layout=layout, labels=labels, title=title), path)
 
 
 def draw_runs(run_dirs, layout="default", labels=None, title=None):
@@ -209,3 +205,89 @@ def _readable_log_ticks(axis, low, high):
 def _short_number(value, _position=None):
     """A short tick label for 1, 2 or 5 times a power of ten: 0.02, 0.5, 20, 5e-05."""
     return f"{value:g}"
+
+
+def _save(figure, path):
+    """Writes `figure` to `path` (format by extension), closes it, returns the path."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    try:
+        # Atomic, as every file of a run: an interrupted save leaves the old figure.
+        with atomic_writer(path, "wb") as out:
+            figure.savefig(out, format=path.suffix.lstrip(".") or None, dpi=120)
+    finally:
+        plt.close(figure)
+    return path
+
+
+def _layer_order(run_dir, log):
+    """Measured layers in depth order: as the NC history saved them, else the log's."""
+    history = RunFolder(run_dir).nc_history
+    files = nc_history_epochs(history) if history.is_dir() else []
+    if files:
+        import numpy as np
+
+        with np.load(files[-1][1]) as npz:
+            if "layers" in npz.files:
+                return [str(name) for name in npz["layers"]]
+    return [key.split("/", 1)[1] for key in log if key.startswith("nc1/")]
+
+
+def plot_depth(run_dir, path, layers=None, title=None):
+    """NC1 (log scale) against depth, one curve per measured epoch.
+
+    Args:
+        run_dir: a run directory with `log.csv` holding "nc1/<layer>"
+            columns (`NeuralCollapse(layers=...)`), or that CSV file.
+        path: the image file to write.
+        layers: the layers in depth order; default: the order saved in the
+            run's `nc_history/` (the callback's `layers`), else the CSV's.
+        title: an optional figure title.
+    Returns:
+        The path written.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from nc_keras.callbacks import read_csv_log
+
+    run_dir = Path(run_dir)
+    csv_path = run_dir if run_dir.suffix == ".csv" else RunFolder(run_dir).log
+    if not csv_path.exists():
+        raise FileNotFoundError(f"no per-epoch log at {csv_path}")
+    log = read_csv_log(csv_path)
+    layers = list(layers) if layers else _layer_order(csv_path.parent, log)
+    missing = [name for name in layers if f"nc1/{name}" not in log]
+    if not layers or missing:
+        raise ValueError(f"{csv_path} has no nc1/<layer> column for {missing or 'any layer'}: "
+                         "measure them with NeuralCollapse(layers=[...])")
+    columns = [f"nc1/{name}" for name in layers] + ["nc1"]
+    labels = layers + ["features"]
+    measured = [row for row in range(len(log["epoch"]))
+                if all(isinstance(log[c][row], float) and log[c][row] > 0 for c in columns)]
+    width = 1.1 * len(columns) + 2.5
+    figure, axis = plt.subplots(figsize=(width, 3.8), layout="constrained")
+    colors = plt.get_cmap("viridis")
+    for order, row in enumerate(measured):
+        shade = colors(order / max(len(measured) - 1, 1))
+        axis.plot(range(len(columns)), [log[c][row] for c in columns], marker="o",
+                  markersize=3, color=shade, label=f"epoch {log['epoch'][row] + 1}")
+    axis.set_yscale("log")
+    values = [log[c][row] for c in columns for row in measured]
+    if values:
+        _readable_log_ticks(axis, min(values), max(values))
+    axis.set_xticks(range(len(columns)), labels, rotation=30, ha="right")
+    axis.set_xlabel("depth")
+    axis.set_ylabel("$\\mathcal{NC}_1$")
+    axis.grid(True, which="major", alpha=0.3)
+    if measured:
+        # Right of the axis, never over a curve.
+        figure.legend(loc="outside right upper", fontsize="small", frameon=False,
+                      ncol=1 + len(measured) // 12)
+    heading = figure_title(title, [csv_path.parent])
+    if heading:
+        figure.suptitle(_wrap(heading, width), fontsize="medium")
+    return _save(figure, path)

@@ -12,10 +12,9 @@ under the Creative Commons Attribution-Share Alike 3.0 licence (CC BY-SA 3.0);
 the subset is redistributed under the same licence.
 
 Usage:
-    python scripts/make_mnist_subset.py [IDX_DIR] [--train-per-class 100] [--test-per-class 50]
+    python scripts/make_mnist_subset.py IDX_DIR [--train-per-class 100] [--test-per-class 50]
 
-IDX_DIR holds the four IDX files, gzipped or raw (default: ../shared/data/mnist
-beside the repository).
+IDX_DIR holds the four IDX files, gzipped or raw.
 """
 
 import argparse
@@ -39,7 +38,7 @@ def read(idx_dir, stem):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("idx_dir", nargs="?", type=Path, default=REPO_ROOT.parent / "shared" / "data" / "mnist")
+    parser.add_argument("idx_dir", type=Path, help="folder holding the four MNIST IDX files")
     parser.add_argument("--train-per-class", type=int, default=100)
     parser.add_argument("--test-per-class", type=int, default=50)
     parser.add_argument("--output", type=Path, default=OUTPUT)

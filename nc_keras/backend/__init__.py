@@ -12,7 +12,8 @@ backend.X`):
 - `lbfgs`: full-batch (`lbfgs_minimize`) and mini-batch
   (`lbfgs_batch_minimizer`) L-BFGS;
 - `distribute`: data-parallel replication (`replicate`, `Replication`,
-  `process_index`) and forward passes under it (`sharded_predictor`);
+  `process_index`) and forward passes under it (`sharded_predictor`;
+  `function_predictor` for a plain callable);
 - `torch`: the fused torch kernels behind `nc_keras.layers.Conv2D`,
   `nc_keras.layers.BatchNormalization` and the optimizers' updates.
 
@@ -28,6 +29,7 @@ from nc_keras.backend.distribute import (
     Replication,
     ShardedPredictor,
     check_replication,
+    function_predictor,
     process_index,
     replicate,
     sharded_predictor,
@@ -49,6 +51,7 @@ __all__ = [
     "fused_batch_norm",
     "fused_conv2d",
     "fused_sgd_update",
+    "function_predictor",
     "hessian_vector_product",
     "lbfgs_batch_minimizer",
     "lbfgs_minimize",

@@ -198,7 +198,7 @@ class ShardedPredictor:
     """A model's forward pass as the active distribution runs it.
 
     Attributes:
-        predict: `predict(x)` -> numpy outputs of the rows of `x`, this
+        predict: `predict(x)` -> numpy output(s) of the rows of `x`, this
             process's share of a global batch; `len(x)` must be the same on
             every process and a multiple of `local_replicas`.
         allgather: `allgather(vector)` -> (process_count, n) float64 array
@@ -235,6 +235,26 @@ def sharded_predictor(model, extractor):
     return predictor or ShardedPredictor(extractor.predict_on_batch)
 
 
+def function_predictor(function):
+    """A `ShardedPredictor` for a plain callable x -> features, on one device.
+
+    For models without a graph (subclassed), whose features come from the
+    user's callable; torch records no gradients for it (as
+    `predict_on_batch` does not). Data parallelism needs a graph to shard.
+    """
+    no_grad = contextlib.nullcontext
+    if name() == "torch":
+        import torch
+
+        no_grad = torch.no_grad
+
+    def predict(x):
+        with no_grad():
+            return [np.asarray(keras.ops.convert_to_numpy(function(x)))]
+
+    return ShardedPredictor(predict)
+
+
 def _jax_predictor(extractor):
     import jax
 
@@ -259,11 +279,11 @@ def _jax_predictor(extractor):
         x = keras.tree.map_structure(
             lambda part: jax.make_array_from_process_local_data(sharding, part), x
         )
-        outputs = forward(
+        outputs = keras.tree.flatten(forward(
             [v.value for v in extractor.trainable_variables],
             [v.value for v in extractor.non_trainable_variables],
             x,
-        )
+        ))
         return [_jax_process_rows(output, start, start + shape[0]) for output in outputs]
 
     def allgather(vector):
@@ -317,7 +337,7 @@ def _tf_predictor(model, extractor):
         )
         return [
             np.concatenate([np.asarray(part) for part in strategy.experimental_local_results(output)])
-            for output in forward(x)
+            for output in keras.tree.flatten(forward(x))
         ]
 
     return ShardedPredictor(predict, local_replicas=local)

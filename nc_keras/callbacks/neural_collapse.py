@@ -7,7 +7,7 @@ import os
 import keras
 import numpy as np
 
-from nc_keras import backend, collapse
+from nc_keras import collapse
 from nc_keras.callbacks.collapse_summaries import CollapseSummaries
 from nc_keras.collapse.statistics import CLASSIFIER_KEYS
 from nc_keras.run_folder import nc_history_epochs, nc_history_file, save_npz
@@ -17,25 +17,29 @@ __all__ = ["NeuralCollapse", "log_keys"]
 _NCC_MODES = ("previous", "exact", "none")
 
 
-def _logged(validation=False, minority=False):
+def _logged(validation=False, minority=False, layers=()):
     """(result key, log key) pairs; W-only metrics are not repeated for val_.
 
     `minority`: with the optional `collapse.MINORITY_KEYS` (a callback given
-    `minority_classes`).
+    `minority_classes`). `layers`: names of the intermediate layers
+    measured; each adds the `collapse.FEATURE_ONLY_KEYS` as "nc1/<name>", ...
     """
     keys = collapse.METRIC_KEYS + (collapse.MINORITY_KEYS if minority else ())
+    keys += tuple(collapse.layer_key(k, name) for name in layers for k in collapse.FEATURE_ONLY_KEYS)
     return [(key, ("val_" if validation else "") + ("nc_accuracy" if key == "accuracy" else key))
             for key in keys if not (validation and key in CLASSIFIER_KEYS)]
 
 
-def log_keys(validation=False, minority=False):
+def log_keys(validation=False, minority=False, layers=()):
     """The keys `NeuralCollapse` writes into `logs` (train, or val_ ones).
 
     The validation keys leave out the metrics of the classifier alone (nc2,
     classifier_norm_cv): they are the same for any data. `minority`: with
     the optional minority keys (a callback given `minority_classes`).
+    `layers`: names of the intermediate layers measured; each adds the
+    `collapse.FEATURE_ONLY_KEYS` as "nc1/<name>", ...
     """
-    return [name for _, name in _logged(validation, minority)]
+    return [name for _, name in _logged(validation, minority, layers)]
 
 
 def _calling_callback_list(depth=6):
@@ -59,15 +63,24 @@ class NeuralCollapse(keras.callbacks.Callback):
 
     At the end of every `every`-th epoch (epochs `every`, `2 every`, ...,
     counted from 1, and always the last epoch of `fit`), one pass over
-    `train_data` (and `test_data`) streams the model's "features" layer
-    output into a `nc_keras.collapse.CollapseStatistics`, reads W = kernel^T
-    and b from its "classifier" layer (a Dense or a fixed SimplexETF), and
-    writes into `logs` the keys of `nc_keras.collapse.METRIC_KEYS` (nc1,
+    `train_data` (and `test_data`) streams the features h the classifier
+    consumes into a `nc_keras.collapse.CollapseStatistics`, reads
+    W = kernel^T and b from the classifier (a Dense or a fixed SimplexETF),
+    and writes into `logs` the keys of `nc_keras.collapse.METRIC_KEYS` (nc1,
     nc2, nc3, nc4, ncc_mismatch, nc_accuracy -- the accuracy of that pass --,
     means_etf_error, means_norm_cv, classifier_norm_cv, trace_ratio, cdnv,
     means_cos_std, means_cos_max_gap, gnc2, unc3, nc3_papyan), with a "val_"
     prefix for `test_data`, except nc2 and classifier_norm_cv, which depend
-    on W alone (`log_keys`). Every key is present from the first epoch on,
+    on W alone (`log_keys`). With `layers`, the same pass also measures
+    those layers' outputs, logged as "nc1/<layer name>" and the other
+    metrics that need no classifier (`nc_keras.collapse.FEATURE_ONLY_KEYS`).
+
+    Any built Keras model works: the classifier is the layer named
+    "classifier", else the last layer with a (d, K) kernel, and h its input
+    (`nc_keras.collapse.probes.probe`), in functional and Sequential models,
+    keras.applications models and backbones nested in a functional model;
+    a subclassed model needs `features=` a callable and `classifier=`.
+    Every key is present from the first epoch on,
     NaN on epochs that are not measured, so CSVLogger keeps all its columns.
 
     History, CSVLogger, TensorBoard (and EarlyStopping, ...) record them
@@ -123,7 +136,8 @@ class NeuralCollapse(keras.callbacks.Callback):
         history_path: a directory; when given, every measurement also saves
             `nc_epoch_{epoch:04d}.npz` (epoch counted from 1) with W, b (absent
             for a classifier without bias), class means and counts ("train_"
-            and "val_" prefixed) and the logged metrics. Read them back with
+            and "val_" prefixed), the logged metrics of the features and the
+            names of the measured `layers`, in order. Read them back with
             `nc_keras.callbacks.load_history`.
         batch_size: batch size for tuple data.
         ncc: "previous", "exact" or "none" (above).
@@ -136,11 +150,22 @@ class NeuralCollapse(keras.callbacks.Callback):
             histograms; by default that of a `keras.callbacks.TensorBoard`
             in the same `fit`, if any. When no such callback writes into it,
             the scalars ("epoch_nc1", ...) are written there too.
+        features: None (the classifier's input), a layer or layer name
+            (its output; pooled if it is a map), or a callable x -> features
+            (for a subclassed model; it should run in inference mode).
+        classifier: None (see above), a layer or layer name with a (d, K)
+            kernel; a softmax on it is fine.
+        layers: intermediate layers (or names, found in nested models too;
+            "outer/inner" paths where names repeat) to measure as well.
+        layer_reduction: "mean" (default: maps of rank > 2 are global-average
+            pooled) or "flatten" (refused above
+            `nc_keras.collapse.probes.MAX_FLATTEN_WIDTH` values per sample).
     """
 
     def __init__(self, train_data, test_data=None, every=1, max_samples=None,
                  history_path=None, *, batch_size=256, ncc="previous",
-                 tensorboard_dir=None, minority_classes=None):
+                 tensorboard_dir=None, minority_classes=None, features=None,
+                 classifier=None, layers=(), layer_reduction="mean"):
         super().__init__()
         if int(every) < 1:
             raise ValueError(f"every must be a positive integer; got {every}")
@@ -154,9 +179,17 @@ class NeuralCollapse(keras.callbacks.Callback):
         self.batch_size = int(batch_size)
         self.ncc = ncc
         self.minority_classes = None if minority_classes is None else [int(k) for k in minority_classes]
-        self._extractor = None
-        self._extractor_of = None
+        self.features = features
+        self.classifier = classifier
+        self.layers = tuple(layers)
+        if layer_reduction not in collapse.probes.LAYER_REDUCTIONS:
+            raise ValueError(f"layer_reduction must be one of "
+                             f"{collapse.probes.LAYER_REDUCTIONS}; got {layer_reduction!r}")
+        self.layer_reduction = layer_reduction
+        self._probe = None
+        self._probe_of = None
         self._predictor = None
+        self._started = False
         self._previous_means = {}
         self._resuming = False
         self.tensorboard_dir = tensorboard_dir
@@ -204,24 +237,37 @@ class NeuralCollapse(keras.callbacks.Callback):
     @property
     def keys(self):
         minority = self.minority_classes is not None
-        keys = log_keys(minority=minority)
+        names = self._probe.layer_names if self._probe is not None else ()
+        keys = log_keys(minority=minority, layers=names)
         if self.test_data is not None:
-            keys += log_keys(validation=True, minority=minority)
+            keys += log_keys(validation=True, minority=minority, layers=names)
         return keys
 
     def on_train_begin(self, logs=None):
-        # Built once per model: a keras.Model sharing the model's layers, so
-        # it always sees the current weights.
-        if self._extractor_of is not self.model:
-            self._extractor = collapse.feature_extractor(self.model)
-            self._extractor_of = self.model
-        # How the active distribution (if any) runs the extractor: each
-        # replica a share of every batch, statistics merged across hosts.
-        self._predictor = backend.sharded_predictor(self.model, self._extractor)
+        self._started = True
+        self._predictor = None
         self._previous_means = {}
         self._resuming = True
         if self.history_path:
             os.makedirs(self.history_path, exist_ok=True)
+        # A model that fit has not built yet (a Sequential or subclassed one
+        # on TensorFlow) gets its probe at the first epoch end; any other
+        # fails here, before training, if its layers cannot be found.
+        if self.model.built:
+            self._ensure_probe()
+
+    def _ensure_probe(self):
+        # Built once per model: an extractor sharing the model's layers, so
+        # it always sees the current weights.
+        if self._probe_of is not self.model:
+            self._probe = collapse.probes.probe(
+                self.model, self.features, self.classifier, self.layers, self.layer_reduction)
+            self._probe_of = self.model
+            self._predictor = None
+        # How the active distribution (if any) runs the extractor: each
+        # replica a share of every batch, statistics merged across hosts.
+        if self._predictor is None:
+            self._predictor = self._probe.predictor()
 
     def on_epoch_begin(self, epoch, logs=None):
         # The first epoch of a fit that resumes a run (BackupAndRestore, or
@@ -239,20 +285,24 @@ class NeuralCollapse(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = {} if logs is None else logs
+        if not self._started:  # used outside fit
+            self.on_train_begin()
+        self._ensure_probe()
         if not self._should_measure(epoch):
             logs.update(dict.fromkeys(self.keys, math.nan))
             return
-        if self._extractor is None:  # used outside fit
-            self.on_train_begin()
-        W, b = collapse.classifier_weights(self.model)
+        W, b = self._probe.weights()
         saved = {"W": W} if b is None else {"W": W, "b": b}
+        if self._probe.layer_names:  # their order is their depth, for plots
+            saved["layers"] = np.array(self._probe.layer_names)
         summaries = self._summary_writer()
+        minority = self.minority_classes is not None
         for prefix, data in self._passes():
             result, stats = self._measure(prefix, data)
-            if self.minority_classes is not None:
+            if minority:
                 result.update(collapse.minority_metrics(stats, W, self.minority_classes))
-            minority = self.minority_classes is not None
-            logged = {name: result[key] for key, name in _logged(bool(prefix), minority)}
+            logged = {name: result[key] for key, name
+                      in _logged(bool(prefix), minority, self._probe.layer_names)}
             logs.update(logged)
             saved.update({name: np.float64(value) for name, value in logged.items()})
             saved[(prefix or "train_") + "class_means"] = stats.class_means
@@ -272,8 +322,8 @@ class NeuralCollapse(keras.callbacks.Callback):
             mode = "given"
         else:
             mode = "exact"
-        result, stats = collapse.measure(
-            self._extractor, self.model, data, batch_size=self.batch_size,
+        result, stats, _ = collapse.measure(
+            self._probe, data, batch_size=self.batch_size,
             max_samples=self.max_samples, ncc=mode, ncc_means=previous,
             predictor=self._predictor)
         self._previous_means[prefix] = stats.class_means

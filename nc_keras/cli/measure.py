@@ -20,8 +20,10 @@ def register(subparsers):
             "mismatch, accuracy and extras) of one .keras model, or of every "
             ".keras checkpoint in a directory, in epoch order (the number after 'epoch' in the "
             "file name, else its last number; files without one come last), "
-            "for runs trained without the NeuralCollapse callback. Each model "
-            "needs layers named 'features' and 'classifier'."
+            "for runs trained without the NeuralCollapse callback. The "
+            "classifier is the layer named 'classifier', else the last layer "
+            "with a (d, K) kernel, and the features its input, unless "
+            "--classifier and --features name them."
         ),
     )
     parser.add_argument("checkpoint_dir", metavar="CHECKPOINTS",
@@ -43,7 +45,21 @@ def register(subparsers):
                              "or beside the .keras file)")
     parser.add_argument("--no-ncc", action="store_true",
                         help="skip the second pass that gives the NCC mismatch")
+    parser.add_argument("--features", metavar="NAME",
+                        help="layer whose output are the features (default: the classifier's input)")
+    parser.add_argument("--classifier", metavar="NAME",
+                        help="layer with the (d, K) kernel W^T (default: the one named "
+                             "'classifier', else the last Dense)")
+    parser.add_argument("--layers", metavar="NAMES", type=_names, default=(),
+                        help="comma-separated intermediate layers to measure too "
+                             "(columns nc1/NAME, ...); found inside nested models")
+    parser.add_argument("--layer-reduction", choices=("mean", "flatten"), default="mean",
+                        help="maps: global average pooling (default) or flatten")
     parser.set_defaults(func=run)
+
+
+def _names(text):
+    return tuple(name.strip() for name in text.split(",") if name.strip())
 
 
 def epoch_of(path):
@@ -116,10 +132,10 @@ def run(args):
         raise UserError("--samples-per-class applies to dataset names, not .npz files")
     output = Path(args.output or files[0].parent / "collapse.csv")
     columns = ["checkpoint", "epoch", "num_samples", *collapse.METRIC_KEYS]
+    layer_columns = None  # the layers' names as the first model resolves them
     rows = []
     with open(output, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns)
-        writer.writeheader()
+        writer = None  # its columns are known after the first measurement
         for path in files:
             try:
                 model = keras.saving.load_model(path, compile=False)
@@ -128,9 +144,16 @@ def run(args):
             try:
                 result = collapse.measure_model(
                     model, data, batch_size=args.batch_size,
-                    max_samples=args.max_samples, ncc="none" if args.no_ncc else "exact")
+                    max_samples=args.max_samples, ncc="none" if args.no_ncc else "exact",
+                    features=args.features, classifier=args.classifier, layers=args.layers,
+                    layer_reduction=args.layer_reduction)
             except ValueError as error:
                 raise UserError(f"{path.name}: {error}") from error
+            if layer_columns is None:
+                layer_columns = [key for key in result if "/" in key]
+                columns += layer_columns
+                writer = csv.DictWriter(handle, fieldnames=columns)
+                writer.writeheader()
             row = {"checkpoint": path.name, "epoch": epoch_of(path), **result}
             row["num_samples"] = int(result["num_samples"])
             writer.writerow({key: row[key] for key in columns})

@@ -15,11 +15,13 @@ nc3_papyan (`formulas` gives each with its formula and citation).
 - `formulas`: each metric as a pure function of the statistics.
 - `statistics`: the statistics, streamed (`CollapseStatistics`) or from
   features in memory (`metrics`), and the result dict (`METRIC_KEYS`).
+- `probes`: which layers of a model are the classifier, the features and
+  the intermediate layers measured, in any model (`probe`).
 - `passes`: running a Keras model over data (`measure_model`, and the
   building blocks of the `NeuralCollapse` callback), on one device or many.
 """
 
-from nc_keras.collapse import formulas
+from nc_keras.collapse import formulas, probes
 from nc_keras.collapse.passes import (
     CHUNK_BYTES,
     accumulate,
@@ -27,11 +29,13 @@ from nc_keras.collapse.passes import (
     feature_extractor,
     gather_processes,
     iterate_batches,
+    layer_key,
     measure,
     measure_model,
     ncc_pass,
 )
 from nc_keras.collapse.statistics import (
+    FEATURE_ONLY_KEYS,
     METRIC_KEYS,
     MINORITY_KEYS,
     CollapseStatistics,
@@ -42,6 +46,7 @@ from nc_keras.collapse.statistics import (
 
 __all__ = [
     "CHUNK_BYTES",
+    "FEATURE_ONLY_KEYS",
     "METRIC_KEYS",
     "MINORITY_KEYS",
     "CollapseStatistics",
@@ -50,8 +55,10 @@ __all__ = [
     "classifier_weights",
     "feature_extractor",
     "formulas",
+    "probes",
     "gather_processes",
     "iterate_batches",
+    "layer_key",
     "measure",
     "measure_model",
     "metrics",

@@ -1,18 +1,22 @@
 """Model passes: run a Keras model over data and measure neural collapse.
 
 Shared by `measure_model` (offline), the `NeuralCollapse` callback and the
-`nc-keras measure` command. A pass runs the model's "features" and
-"classifier" outputs with training=False, streams them into a
-`CollapseStatistics` and reads W and b from the "classifier" layer; under
-data parallelism each process measures its share of every batch and the
-statistics of all processes are merged, so the metrics equal a
-single-device pass.
+`nc-keras measure` command. A pass runs the model with training=False up
+to its features h (and any intermediate layers asked for: one extractor,
+one forward pass; see `nc_keras.collapse.probes`), streams them into one
+`CollapseStatistics` each, and computes the logits W h + b from the
+classifier's current W = kernel^T and b, so accuracy and the NCC mismatch
+follow the paper's definitions whatever the model's head does after them
+(a softmax keeps the argmax). Under data parallelism each process measures
+its share of every batch and the statistics of all processes are merged,
+so the metrics equal a single-device pass.
 """
 
 import numpy as np
 
+from nc_keras.collapse import probes
 from nc_keras.collapse.inputs import to_numpy
-from nc_keras.collapse.statistics import CollapseStatistics
+from nc_keras.collapse.statistics import FEATURE_ONLY_KEYS, CollapseStatistics
 
 __all__ = [
     "CHUNK_BYTES",
@@ -21,6 +25,7 @@ __all__ = [
     "feature_extractor",
     "gather_processes",
     "iterate_batches",
+    "layer_key",
     "measure",
     "measure_model",
     "ncc_pass",
@@ -33,41 +38,35 @@ CHUNK_BYTES = 16 * 2**20
 
 
 # ---------------------------------------------------------------------------
-# The model's two outputs and its classifier.
+# The model's classifier and features.
 
 
-def classifier_weights(model):
-    """(W, b) of the model's "classifier" layer: W = kernel^T (K, d), b or None."""
-    try:
-        layer = model.get_layer("classifier")
-    except ValueError as error:
-        raise ValueError(
-            "the model has no layer named 'classifier' (the last linear "
-            "layer, whose kernel is (d, K))"
-        ) from error
-    kernel = getattr(layer, "kernel", None)
-    if kernel is None:
-        raise ValueError(f"layer 'classifier' ({type(layer).__name__}) has no kernel")
-    W = to_numpy(kernel, np.float64).T
-    bias = getattr(layer, "bias", None)
-    b = None if bias is None else to_numpy(bias, np.float64)
-    return W, b
+def classifier_weights(model, classifier=None):
+    """(W, b) of the model's classifier: W = kernel^T (K, d), b (K,) or None.
+
+    `classifier`: a layer or its name; default: the layer named
+    "classifier", else the last layer with a (d, K) kernel (see
+    `nc_keras.collapse.probes.probe`).
+    """
+    return probes.classifier_weights(probes.find_classifier(model, classifier))
 
 
-def feature_extractor(model):
-    """A keras.Model from the model's inputs to [features, classifier output]."""
-    import keras
+def feature_extractor(model, features=None, classifier=None, layers=(), layer_reduction="mean"):
+    """A keras.Model from the model's inputs to [features, *layer outputs].
 
-    try:
-        features = model.get_layer("features").output
-        outputs = model.get_layer("classifier").output
-    except (ValueError, AttributeError) as error:
-        raise ValueError(
-            "neural-collapse measurement needs a built functional model with "
-            f"layers named 'features' and 'classifier' ({error})"
-        ) from error
-    # model.input keeps the structure (single tensor, list or dict) of the inputs.
-    return keras.Model(model.input, [features, outputs], name="nc_features")
+    The arguments are those of `nc_keras.collapse.probes.probe`; outputs are
+    (N, d_i), maps of rank > 2 pooled (or flattened) as `layer_reduction`
+    says.
+    """
+    extractor = probes.probe(model, features, classifier, layers, layer_reduction).extractor
+    if extractor is None:
+        raise ValueError("features given as a callable: there is no extractor model")
+    return extractor
+
+
+def layer_key(key, layer_name):
+    """The result (and log) key of metric `key` on an intermediate layer."""
+    return f"{key}/{layer_name}"
 
 
 # ---------------------------------------------------------------------------
@@ -136,15 +135,16 @@ def iterate_batches(data, batch_size=256, max_samples=None):
 
 
 def _process_outputs(predictor, data, batch_size, max_samples):
-    """Yields (features, labels, logits) of this process's rows of each batch.
+    """Yields (outputs, labels): this process's rows of each batch.
 
-    Without a distribution, whole batches through `predict_on_batch`. Under
-    data parallelism every process reads the same batches and keeps a
-    contiguous 1/P of each; that share is zero-padded to the same multiple of
-    the local replica count on every process (the collective forward pass
-    needs equal shapes everywhere, and each device an equal slice) and the
-    padding's outputs are dropped: no sample is counted twice or lost, the
-    last partial batch included. Padding cannot change the other rows:
+    `outputs` is the list of (rows, d_i) arrays the predictor returns
+    (features first; one array is a list of one). Without a distribution, whole batches. Under data
+    parallelism every process reads the same batches and keeps a
+    contiguous 1/P of each; that share is zero-padded to the same multiple
+    of the local replica count on every process (the collective forward
+    pass needs equal shapes everywhere, and each device an equal slice) and
+    the padding's outputs are dropped: no sample is counted twice or lost,
+    the last partial batch included. Padding cannot change the other rows:
     inference is per sample (BatchNorm uses its moving statistics).
     """
     import keras
@@ -153,17 +153,17 @@ def _process_outputs(predictor, data, batch_size, max_samples):
     local = predictor.local_replicas
     for x, y in iterate_batches(data, batch_size, max_samples):
         if processes == 1 and local == 1:
-            features, logits = predictor.predict(x)
-            yield to_numpy(features).reshape(len(y), -1), y, to_numpy(logits)
+            outputs = keras.tree.flatten(predictor.predict(x))
+            yield [to_numpy(out).reshape(len(y), -1) for out in outputs], y
             continue
         share = -(-len(y) // processes)
         start, stop = min(rank * share, len(y)), min((rank + 1) * share, len(y))
         padded = -(-share // local) * local
         x = keras.tree.map_structure(lambda a: _zero_pad(to_numpy(a)[start:stop], padded), x)
-        features, logits = predictor.predict(x)
         count = stop - start
-        features = to_numpy(features).reshape(padded, -1)[:count]
-        yield features, y[start:stop], to_numpy(logits)[:count]
+        outputs = keras.tree.flatten(predictor.predict(x))
+        outputs = [to_numpy(out).reshape(padded, -1)[:count] for out in outputs]
+        yield outputs, y[start:stop]
 
 
 def _zero_pad(rows, size):
@@ -171,61 +171,69 @@ def _zero_pad(rows, size):
     return np.concatenate([rows, padding])
 
 
-def _feature_chunks(predictor, data, batch_size, max_samples):
-    """Yields (features, labels, logits) numpy chunks of whole batches."""
+def _chunks(predictor, data, batch_size, max_samples):
+    """Yields (outputs, labels) numpy chunks of whole batches."""
     parts, size = [], 0
-    for features, y, logits in _process_outputs(predictor, data, batch_size, max_samples):
-        parts.append((features, y, logits))
-        size += features.nbytes
+    for outputs, y in _process_outputs(predictor, data, batch_size, max_samples):
+        parts.append((outputs, y))
+        size += sum(out.nbytes for out in outputs)
         if size >= CHUNK_BYTES:
-            yield tuple(np.concatenate(column) for column in zip(*parts))
+            yield _concatenate(parts)
             parts, size = [], 0
     if parts:
-        yield tuple(np.concatenate(column) for column in zip(*parts))
+        yield _concatenate(parts)
 
 
-def _predictor(extractor, predictor, model=None):
-    """`predictor`, or the active distribution's way to run `extractor`."""
-    if predictor is not None:
-        return predictor
-    from nc_keras import backend
+def _concatenate(parts):
+    outputs = [np.concatenate(column) for column in zip(*(out for out, _ in parts))]
+    return outputs, np.concatenate([y for _, y in parts])
 
-    return backend.sharded_predictor(extractor if model is None else model, extractor)
+
+def _logits(features, W, b):
+    logits = features @ W.T
+    return logits if b is None else logits + b
 
 
 # ---------------------------------------------------------------------------
 # Passes and measurements.
 
 
-def accumulate(extractor, data, num_classes, *, batch_size=256, max_samples=None,
-               ncc_means=None, stats=None, predictor=None):
-    """One pass of `extractor` (from `feature_extractor`) over `data`.
+def accumulate(predictor, data, W, b=None, *, batch_size=256, max_samples=None,
+               ncc_means=None, stats=None):
+    """One pass over `data`; returns a `CollapseStatistics` per output.
 
-    Runs the extractor with training=False (BatchNorm uses its moving
-    statistics, Dropout is off, no random numbers are drawn) and streams its
-    outputs into `stats` (a new `CollapseStatistics` when None), in chunks of
-    at most a few batches (`CHUNK_BYTES`). When `ncc_means` (K, d) is given,
-    also counts NCC mismatches against it. Under a distribution (see
-    `nc_keras.backend.sharded_predictor`) the result covers this process's
-    share of `data` only; `gather_processes` combines the shares.
+    `predictor` (a `nc_keras.backend.ShardedPredictor`, e.g.
+    `ModelProbe.predictor()`) runs the extractor with training=False
+    (BatchNorm uses its moving statistics, Dropout is off, no random
+    numbers are drawn); its outputs, features first, then any intermediate
+    layers, are streamed into `stats` (new ones when None), in chunks of at
+    most a few batches (`CHUNK_BYTES`). Accuracy counts argmax(W h + b) for
+    the features; when `ncc_means` (K, d) is given, NCC mismatches against
+    it are counted too. Under a distribution the result covers this
+    process's share of `data` only; `gather_processes` combines the shares.
     """
-    predictor = _predictor(extractor, predictor)
-    stats = CollapseStatistics(num_classes) if stats is None else stats
-    for features, y, logits in _feature_chunks(predictor, data, batch_size, max_samples):
-        stats.update(features, y, logits)
+    for outputs, y in _chunks(predictor, data, batch_size, max_samples):
+        if stats is None:
+            stats = [CollapseStatistics(W.shape[0]) for _ in outputs]
+        logits = _logits(outputs[0], W, b)
+        stats[0].update(outputs[0], y, logits)
         if ncc_means is not None:
-            stats.update_ncc(features, logits, ncc_means)
+            stats[0].update_ncc(outputs[0], logits, ncc_means)
+        for part, layer_stats in zip(outputs[1:], stats[1:]):
+            layer_stats.update(part, y)
     return stats
 
 
-def ncc_pass(extractor, data, stats, *, batch_size=256, max_samples=None,
-             means=None, predictor=None):
-    """Second pass: exact NCC mismatch against `means` (default: those of `stats`)."""
-    predictor = _predictor(extractor, predictor)
-    means = stats.class_means if means is None else means
-    for features, _, logits in _feature_chunks(predictor, data, batch_size, max_samples):
-        stats.update_ncc(features, logits, means)
-    return stats
+def ncc_pass(predictor, data, W, b, means, *, batch_size=256, max_samples=None):
+    """Second pass: the exact NCC mismatch of the features against `means` (K, d).
+
+    Returns a `CollapseStatistics` that holds only the NCC counts (to
+    `merge` into the first pass's).
+    """
+    counted = CollapseStatistics(W.shape[0], W.shape[1])
+    for outputs, _ in _chunks(predictor, data, batch_size, max_samples):
+        counted.update_ncc(outputs[0], _logits(outputs[0], W, b), means)
+    return counted
 
 
 def gather_processes(stats, allgather):
@@ -253,51 +261,77 @@ def gather_processes(stats, allgather):
     return merged
 
 
-def measure(extractor, model, data, *, batch_size=256, max_samples=None,
-            ncc="exact", ncc_means=None, predictor=None):
-    """Streams `data` through `extractor` and measures; returns (metrics, stats).
+def measure(probe, data, *, batch_size=256, max_samples=None, ncc="exact",
+            ncc_means=None, predictor=None):
+    """Streams `data` through a `ModelProbe` and measures.
 
     `ncc`: "exact" (a second pass against the final class means), "given"
     (against `ncc_means`, in the same pass) or "none" (ncc_mismatch NaN).
-    `predictor` (default: `nc_keras.backend.sharded_predictor` for the
-    active distribution) runs the extractor; under data parallelism each
-    process measures its share of every batch and the statistics of all
-    processes are merged, so the metrics equal a single-device pass.
+    `predictor` (default: `probe.predictor()`, i.e.
+    `nc_keras.backend.sharded_predictor` for the active distribution) runs
+    the extractor; under data parallelism each process measures its share
+    of every batch and the statistics of all processes are merged, so the
+    metrics equal a single-device pass.
+
+    Returns:
+        (result, stats, layer_stats): the metrics of the features (keys
+        `METRIC_KEYS`) plus, for every intermediate layer, its
+        `FEATURE_ONLY_KEYS` under `layer_key(key, name)` ("nc1/<name>");
+        the features' `CollapseStatistics`; and {name: statistics} of the
+        layers.
     """
-    W, b = classifier_weights(model)
-    predictor = _predictor(extractor, predictor, model)
+    W, b = probe.weights()
+    predictor = probe.predictor() if predictor is None else predictor
     given = ncc_means if ncc == "given" else None
-    options = dict(batch_size=batch_size, max_samples=max_samples, predictor=predictor)
-    stats = accumulate(extractor, data, W.shape[0], ncc_means=given,
-                       stats=CollapseStatistics(*W.shape), **options)
+    options = dict(batch_size=batch_size, max_samples=max_samples)
+    stats = [CollapseStatistics(*W.shape)] + [
+        CollapseStatistics(W.shape[0]) for _ in probe.layer_names]
+    stats = accumulate(predictor, data, W, b, ncc_means=given, stats=stats, **options)
     several = predictor.process_count > 1
     if several:
-        stats = gather_processes(stats, predictor.allgather)
+        stats = [gather_processes(part, predictor.allgather) for part in stats]
     if ncc == "exact":
         # Each process compares its share with the merged means.
-        counted = ncc_pass(extractor, data, CollapseStatistics(*W.shape),
-                           means=stats.class_means, **options)
-        stats.merge(gather_processes(counted, predictor.allgather) if several else counted)
-    return stats.measure(W, b), stats
+        counted = ncc_pass(predictor, data, W, b, stats[0].class_means, **options)
+        stats[0].merge(gather_processes(counted, predictor.allgather) if several else counted)
+    result = stats[0].measure(W, b)
+    layer_stats = dict(zip(probe.layer_names, stats[1:]))
+    for name, part in layer_stats.items():
+        values = part.measure()
+        result.update({layer_key(key, name): values[key] for key in FEATURE_ONLY_KEYS})
+    return result, stats[0], layer_stats
 
 
-def measure_model(model, data, *, batch_size=256, max_samples=None, ncc="exact"):
+def measure_model(model, data, *, features=None, classifier=None, layers=(),
+                  layer_reduction="mean", batch_size=256, max_samples=None, ncc="exact"):
     """NC1-NC4 and the extras of a trained model on `data`, offline.
 
+    With K classes, class means mu_k, global mean mu_G, centred means Hbar
+    and E = (I_K - 11^T/K)/sqrt(K-1) (Zhu et al. 2021, Sec. 4):
+    NC1 = tr(Sigma_W Sigma_B^+)/K, NC2 = ||W W^T/||W W^T||_F - E||_F,
+    NC3 = ||W Hbar/||W Hbar||_F - E||_F, NC4 = ||b + W mu_G||_2.
+
     Args:
-        model: a functional Keras model with layers named "features" (the
-            penultimate output the classifier consumes) and "classifier"
-            (kernel (d, K), bias or None).
+        model: any built Keras model (functional, Sequential, with nested
+            models; subclassed with `features` a callable).
         data: a tf.data.Dataset of (x, y) batches, a keras.utils.PyDataset, or
             an (x, y) tuple of arrays.
+        features, classifier: where h and W, b come from; default: the
+            layer named "classifier" (else the last layer with a (d, K)
+            kernel) and its input. See `nc_keras.collapse.probes.probe`.
+        layers: intermediate layers (or names) measured too, in the same
+            pass: their `FEATURE_ONLY_KEYS` as "nc1/<name>", ...
+        layer_reduction: "mean" (global average pooling of maps) or "flatten".
         ncc: "exact" (default) makes a second pass over `data` for the NCC
             mismatch against the final class means; "none" skips it (NaN).
     Returns:
-        dict of Python floats keyed by `METRIC_KEYS`, plus "num_samples".
+        dict of Python floats keyed by `METRIC_KEYS`, the layer keys, and
+        "num_samples".
     """
     if ncc not in ("exact", "none"):
         raise ValueError(f"ncc must be 'exact' or 'none'; got {ncc!r}")
-    result, stats = measure(feature_extractor(model), model, data,
-                            batch_size=batch_size, max_samples=max_samples, ncc=ncc)
+    model_probe = probes.probe(model, features, classifier, layers, layer_reduction)
+    result, stats, _ = measure(model_probe, data, batch_size=batch_size,
+                               max_samples=max_samples, ncc=ncc)
     result["num_samples"] = float(stats.num_samples)
     return result

@@ -90,8 +90,8 @@ from nc_keras.collapse.inputs import (
 )
 
 __all__ = [
-    "CollapseStatistics", "InMemoryStatistics", "METRIC_KEYS", "MINORITY_KEYS", "class_sums",
-    "metrics", "minority_metrics",
+    "CollapseStatistics", "FEATURE_ONLY_KEYS", "InMemoryStatistics", "METRIC_KEYS",
+    "MINORITY_KEYS", "class_sums", "metrics", "minority_metrics",
 ]  # fmt: skip
 
 # The keys of every result dict, in the order tables print them.
@@ -113,6 +113,13 @@ METRIC_KEYS = (
     "unc3",
     "nc3_papyan",
 )
+# The keys that depend on the features alone, not on W or b: what
+# intermediate layers are measured by (`measure()` without a classifier).
+# Every new feature-only metric belongs here too.
+FEATURE_ONLY_KEYS = (
+    "nc1", "means_etf_error", "means_norm_cv", "trace_ratio", "cdnv", "means_cos_std",
+    "means_cos_max_gap", "gnc2",
+)  # fmt: skip
 
 # The keys that depend on the classifier W alone, not on the features.
 CLASSIFIER_KEYS = ("nc2", "classifier_norm_cv", "minority_cosine")
@@ -235,26 +242,32 @@ class _Statistics:
         """tr(Sigma_W), in the frame's units (features / scale)."""
         return float(self._class_within().sum()) / self.num_samples
 
-    def measure(self, W, b=None):
+    def measure(self, W=None, b=None):
         """NC1-NC4 and the extras (module docstring) from these statistics.
 
         Args:
-            W: (K, d) classifier, the transpose of a Keras Dense kernel.
+            W: (K, d) classifier, the transpose of a Keras Dense kernel; None
+                for features without a classifier (an intermediate layer):
+                then only the `FEATURE_ONLY_KEYS` are numbers, the rest NaN.
             b: (K,) bias or None (zero).
         Returns:
             dict of Python floats with the keys `METRIC_KEYS`.
         """
-        W, b = as_classifier(W, b, self.num_classes, self.dim)
-        K, d = W.shape
         out = dict.fromkeys(METRIC_KEYS, float("nan"))
+        if W is None:
+            K, d = self.num_classes, self.dim
+            w_ok = predicts = False
+        else:
+            W, b = as_classifier(W, b, self.num_classes, self.dim)
+            K, d = W.shape
+            w_ok, b_ok = _classifier_faults(W, b)
+            predicts = w_ok and b_ok
         etf = formulas.etf_exists(K, d)
         if not etf:
             warnings.warn(
                 f"{K} classes in {d} dimensions: no simplex ETF exists (it needs "
                 "d >= K - 1), so nc2, nc3, means_etf_error and means_cos_max_gap "
                 "are NaN", RuntimeWarning, stacklevel=2)
-        w_ok, b_ok = _classifier_faults(W, b)
-        predicts = w_ok and b_ok
         if w_ok:
             out["nc2"] = formulas.nc2(W) if etf else float("nan")
             out["classifier_norm_cv"] = formulas.classifier_norm_cv(W)

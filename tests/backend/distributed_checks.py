@@ -55,11 +55,14 @@ def _measurements(model, train_data, test_data):
 
     from nc_keras import callbacks, collapse
 
-    results = {"measure_model": collapse.measure_model(model, train_data, batch_size=BATCH)}
+    # Two intermediate layers too: their statistics merge across processes.
+    layers = ["relu1", "fc2"]
+    results = {"measure_model": collapse.measure_model(
+        model, train_data, batch_size=BATCH, layers=layers)}
     # The callback's kinds of data: a tuple, and a tf.data pipeline whose last
     # batch is partial; the second call uses the first call's class means.
     test_ds = tf.data.Dataset.from_tensor_slices(test_data).batch(BATCH)
-    callback = callbacks.NeuralCollapse(train_data, test_ds, batch_size=BATCH)
+    callback = callbacks.NeuralCollapse(train_data, test_ds, batch_size=BATCH, layers=layers)
     callback.set_model(model)
     for epoch in (0, 1):
         logs = {}

@@ -118,7 +118,7 @@ class _Shards:
         def predict(x):
             self.calls.append((rank, len(x)))
             features = x.reshape(len(x), -1)
-            return features, features[:, :3] - features[:, 3:]
+            return [features, features[:, :2] ** 2]  # features, one intermediate layer
 
         return backend.ShardedPredictor(predict, None, self.local, rank, self.processes)
 
@@ -129,10 +129,12 @@ def test_process_shares_cover_every_sample_once(max_samples):
     x = rng.normal(size=(203, 6)).astype("float32")
     y = rng.integers(0, 3, 203)
     options = dict(batch_size=50, max_samples=max_samples)
-    expected = collapse.accumulate(None, (x, y), 3, predictor=_Shards(1, 1).predictor(0), **options)
+    W = np.hstack([np.eye(3), -np.eye(3)])  # logits = features[:, :3] - features[:, 3:]
+    expected, expected_layer = collapse.accumulate(
+        _Shards(1, 1).predictor(0), (x, y), W, **options)
 
     shards = _Shards(processes=3, local=2)
-    parts = [collapse.accumulate(None, (x, y), 3, predictor=shards.predictor(rank), **options)
+    parts = [collapse.accumulate(shards.predictor(rank), (x, y), W, **options)
              for rank in range(3)]
     # Every process ran the same padded shapes, a multiple of its 2 devices.
     sizes = [[size for rank, size in shards.calls if rank == r] for r in range(3)]
@@ -145,15 +147,22 @@ def test_process_shares_cover_every_sample_once(max_samples):
         vectors.append(vector)
         return vector[None]  # alone, a process keeps its statistics
 
-    for part in parts:
+    for part, _ in parts:
         assert collapse.gather_processes(part, keep) is part
-    merged = collapse.gather_processes(parts[0], lambda vector: np.stack(vectors))
+    merged = collapse.gather_processes(parts[0][0], lambda vector: np.stack(vectors))
     assert merged.num_samples == expected.num_samples == (max_samples or 203)
     np.testing.assert_array_equal(merged.counts, expected.counts)
     assert merged.num_predicted == expected.num_predicted
     assert merged.num_correct == expected.num_correct
     np.testing.assert_allclose(merged.means, expected.means, rtol=1e-12)
     np.testing.assert_allclose(merged.scatter, expected.scatter, rtol=1e-12, atol=1e-12)
+    # The intermediate layer's statistics merge the same way.
+    layers = [layer for _, layer in parts]
+    merged_layer = layers[0]
+    for layer in layers[1:]:
+        merged_layer = merged_layer.merge(layer)
+    np.testing.assert_array_equal(merged_layer.counts, expected_layer.counts)
+    np.testing.assert_allclose(merged_layer.scatter, expected_layer.scatter, rtol=1e-12)
 
 
 def test_strategy_and_device_checks():

@@ -186,6 +186,38 @@ def test_training_unchanged_by_callback():
         np.testing.assert_array_equal(a, b)
 
 
+def test_layers_logged_to_history_csv_and_tensorboard(tmp_path):
+    x, y = toy_data()
+    xt, yt = toy_data(48, seed=1)
+    model = mlp()
+    hidden = model.layers[3]  # the ReLU after BatchNorm
+    nc = NeuralCollapse((x, y), (xt, yt), layers=[hidden, "features"],
+                        history_path=tmp_path / "nc")
+    history = model.fit(x, y, epochs=2, batch_size=32, verbose=0, callbacks=[
+        nc, keras.callbacks.CSVLogger(str(tmp_path / "log.csv")),
+        keras.callbacks.TensorBoard(str(tmp_path / "tb"))]).history
+    names = [hidden.name, "features"]
+    table = read_csv(tmp_path / "log.csv")
+    layer_keys = [key for key in log_keys(layers=names) if "/" in key]
+    assert len(layer_keys) == 2 * len(collapse.FEATURE_ONLY_KEYS)
+    for prefix, (xs, ys) in (("", (x, y)), ("val_", (xt, yt))):
+        for key in layer_keys:
+            np.testing.assert_allclose(table[prefix + key], history[prefix + key], rtol=1e-12)
+        h = keras.ops.convert_to_numpy(keras.Model(model.input, hidden.output)(xs))
+        expected = collapse.metrics(h, ys, np.eye(K, h.shape[1]))
+        for key in collapse.FEATURE_ONLY_KEYS:
+            assert history[prefix + collapse.layer_key(key, hidden.name)][-1] == pytest.approx(
+                expected[key], rel=1e-6)
+        # The classifier's input, measured as a layer, is the features themselves.
+        assert history[prefix + "nc1/features"] == pytest.approx(history[prefix + "nc1"], rel=1e-9)
+    np.testing.assert_array_equal(load_history(tmp_path / "nc")["layers"][-1], names)
+    for sub, prefix in (("train", ""), ("validation", "val_")):
+        for key in layer_keys:
+            logged = read_tensorboard(tmp_path / "tb" / sub, f"epoch_{key}")
+            np.testing.assert_allclose([logged[e] for e in range(2)], table[prefix + key],
+                                       rtol=1e-6)
+
+
 def test_loggers_before_the_callback_record_its_keys_and_pictures(tmp_path):
     # Keras hands `logs` to the callbacks in list order: loggers placed
     # before NeuralCollapse used to record none of its keys.

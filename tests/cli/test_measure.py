@@ -148,3 +148,20 @@ def test_measure_real_dataset_name(tmp_path):
     rows = read_rows(tmp_path / "collapse.csv")
     assert rows[0]["num_samples"] == "30" and rows[0]["epoch"] == "3"
     assert np.isfinite(float(rows[0]["nc1"]))
+
+
+def test_measure_names_features_classifier_and_layers(run_dir, capsys):
+    tmp_path, _, _ = run_dir
+    out = tmp_path / "layers.csv"
+    arguments = ["measure", str(tmp_path / "ckpt"), "--data", str(tmp_path / "data.npz"),
+                 "--output", str(out), "--no-ncc"]
+    code = main(arguments + ["--features", "features", "--classifier", "classifier",
+                             "--layers", "features"])
+    assert code == 0
+    for row in read_rows(out):
+        # The classifier's input measured as a layer is the features themselves.
+        assert float(row["nc1/features"]) == pytest.approx(float(row["nc1"]), rel=1e-9)
+        assert {"means_etf_error/features", "trace_ratio/features"} <= set(row)
+    assert main(arguments + ["--layers", "featurs"]) == 2
+    error = capsys.readouterr().err
+    assert "no layer 'featurs'" in error and "Close names: 'features'" in error

@@ -80,11 +80,50 @@ def test_infinite_dataset_needs_max_samples(problem):
     assert collapse.measure_model(model, forever, max_samples=100)["num_samples"] == 100
 
 
-def test_model_without_named_layers_is_a_clear_error(problem):
+def test_classifier_and_features_are_found_or_named(problem):
     _, x, y = problem
     inputs = keras.Input((8,))
-    model = keras.Model(inputs, keras.layers.Dense(K)(inputs))
-    with pytest.raises(ValueError, match="'features'"):
-        collapse.measure_model(model, (x, y))
-    with pytest.raises(ValueError, match="no layer named 'classifier'"):
-        collapse.classifier_weights(model)
+    h = keras.layers.Dense(6, name="hidden")(inputs)
+    plain = keras.Model(inputs, keras.layers.Dense(K, name="out")(h))
+    W, b = collapse.classifier_weights(plain)
+    assert W.shape == (K, 6) and b.shape == (K,)
+    features = keras.ops.convert_to_numpy(keras.Model(inputs, h)(x))
+    expected = collapse.metrics(features, y, W, b)
+    assert collapse.measure_model(plain, (x, y))["nc1"] == pytest.approx(expected["nc1"], rel=1e-6)
+
+    two_heads = keras.Model(inputs, [keras.layers.Dense(K, name="a")(h),
+                                     keras.layers.Dense(K, name="b")(h)])
+    with pytest.raises(ValueError, match=r"2 outputs.*'b', 'a', 'hidden'.*classifier=NAME"):
+        collapse.measure_model(two_heads, (x, y))
+    conv_only = keras.Model(inputs, keras.layers.Activation("softmax")(inputs))
+    with pytest.raises(ValueError, match="no layer with a \\(d, K\\) kernel"):
+        collapse.measure_model(conv_only, (x, y))
+    with pytest.raises(ValueError, match="no layer 'hiden'.*Close names: 'hidden'"):
+        collapse.measure_model(plain, (x, y), layers=["hiden"])
+    with pytest.raises(ValueError, match="width 8, but classifier 'out' takes 6"):
+        collapse.measure_model(plain, (x, y), features=plain.layers[0])
+    with pytest.raises(ValueError, match="no \\(d, K\\) kernel"):
+        collapse.measure_model(plain, (x, y), classifier=plain.layers[0])
+
+
+def test_layers_pooled_or_flattened_and_flatten_width_checked(monkeypatch):
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(40, 6, 6, 2)).astype("float32")
+    y = np.arange(40) % K
+    inputs = keras.Input((6, 6, 2))
+    maps = keras.layers.Conv2D(3, 3, name="maps")(inputs)
+    h = keras.layers.GlobalAveragePooling2D()(maps)
+    model = keras.Model(inputs, keras.layers.Dense(K)(h))
+    result = collapse.measure_model(model, (x, y), layers=["maps"], batch_size=16)
+    out = keras.ops.convert_to_numpy(keras.Model(inputs, maps)(x))
+    eye = np.eye(K, 3)
+    assert result["nc1/maps"] == pytest.approx(
+        collapse.metrics(out.mean(axis=(1, 2)), y, eye)["nc1"], rel=1e-6)
+    flat = collapse.measure_model(model, (x, y), layers=["maps"], layer_reduction="flatten")
+    expected = collapse.metrics(out.reshape(40, -1), y, np.eye(K, 48))
+    for key in collapse.FEATURE_ONLY_KEYS:
+        assert flat[collapse.layer_key(key, "maps")] == pytest.approx(expected[key], rel=1e-6)
+    assert set(collapse.METRIC_KEYS) | {"num_samples"} < set(flat)
+    monkeypatch.setattr(collapse.probes, "MAX_FLATTEN_WIDTH", 16)
+    with pytest.raises(ValueError, match="flattened width 48 is above 16"):
+        collapse.measure_model(model, (x, y), layers=["maps"], layer_reduction="flatten")
