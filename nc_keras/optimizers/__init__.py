@@ -11,12 +11,14 @@ optimizers differ in two details that change the training dynamics:
 - Keras's SGD bakes the learning rate into its momentum buffer, so a
   learning-rate drop acts late; PyTorch's takes effect at once (`sgd`).
 
-Each optimizer's update is its `update_step` in `keras.ops`; on torch, the
-same update of all variables at once runs in `nc_keras.backend.torch.optimizers`.
+Each rule is one pure function in `keras.ops`, `sgd_direction` and
+`adam_direction`, which the optimizers' `update_step` and the UFM's
+minibatch solvers (`nc_keras.ufm.descent`) share; on torch, the same update
+of all variables at once runs in `nc_keras.backend.torch.optimizers`.
 """
 
-from nc_keras.optimizers.adam import Adam
+from nc_keras.optimizers.adam import Adam, adam_direction
 from nc_keras.optimizers.coupled_weight_decay import CoupledWeightDecay
-from nc_keras.optimizers.sgd import SGD
+from nc_keras.optimizers.sgd import SGD, sgd_direction
 
-__all__ = ["Adam", "CoupledWeightDecay", "SGD"]
+__all__ = ["Adam", "CoupledWeightDecay", "SGD", "adam_direction", "sgd_direction"]

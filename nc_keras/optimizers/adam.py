@@ -7,6 +7,40 @@ from nc_keras import backend
 from nc_keras.optimizers.coupled_weight_decay import CoupledWeightDecay, constant
 
 
+def adam_direction(gradient, m, v, step, beta_1, beta_2, epsilon, max_second=None):
+    """One step of `torch.optim.Adam`'s rule (Kingma & Ba), as a pure function.
+
+    With gradient g, first and second moments m and v, at step t = 1, 2, ...:
+
+        m <- beta_1 m + (1 - beta_1) g
+        v <- beta_2 v + (1 - beta_2) g^2
+        v_max <- max(v_max, v)    if `max_second` (AMSGrad; v_max replaces v below)
+        direction = (m / (1 - beta_1^t)) / (sqrt(v / (1 - beta_2^t)) + epsilon)
+
+    and the caller steps x <- x - lr * direction. Epsilon is added outside
+    the bias-corrected square root, as PyTorch does.
+
+    Args:
+        gradient, m, v: tensors of one shape and float dtype (any backend;
+            flat float64 vectors in `nc_keras.ufm`).
+        step: t, a scalar tensor of that dtype (1 at the first step).
+        beta_1, beta_2, epsilon: scalar tensors of that dtype.
+        max_second: None, or AMSGrad's running maximum of v.
+    Returns:
+        (direction, m, v, max_second), the last None when given None.
+    """
+    m = ops.add(ops.multiply(m, beta_1), ops.multiply(1.0 - beta_1, gradient))
+    v = ops.add(ops.multiply(v, beta_2), ops.multiply(1.0 - beta_2, ops.square(gradient)))
+    second = v
+    if max_second is not None:
+        max_second = ops.maximum(max_second, v)
+        second = max_second
+    correction_1 = 1.0 - ops.power(beta_1, step)
+    correction_2 = 1.0 - ops.power(beta_2, step)
+    denominator = ops.add(ops.sqrt(ops.divide(second, correction_2)), epsilon)
+    return ops.divide(ops.divide(m, correction_1), denominator), m, v, max_second
+
+
 @keras.saving.register_keras_serializable(package="nc_keras")
 class Adam(CoupledWeightDecay):
     """Adam exactly as `torch.optim.Adam` (coupled L2, PyTorch's epsilon).
@@ -74,33 +108,24 @@ class Adam(CoupledWeightDecay):
         dtype = variable.dtype
         learning_rate = ops.cast(learning_rate, dtype)
         gradient = self.coupled_gradient(gradient, variable)
-        step = ops.cast(self.iterations + 1, dtype)
-        beta_1, beta_2 = constant(self.beta_1, dtype), constant(self.beta_2, dtype)
-        correction_1 = 1.0 - ops.power(beta_1, step)
-        correction_2 = 1.0 - ops.power(beta_2, step)
         index = self._get_variable_index(variable)
-        m = self.first_moments[index]
-        v = self.second_moments[index]
-        self.assign(m, ops.add(ops.multiply(m, beta_1), ops.multiply(1.0 - beta_1, gradient)))
-        self.assign(
+        m, v = self.first_moments[index], self.second_moments[index]
+        v_max = self.max_second_moments[index] if self.amsgrad else None
+        direction, new_m, new_v, new_v_max = adam_direction(
+            gradient,
+            m,
             v,
-            ops.add(
-                ops.multiply(v, beta_2),
-                ops.multiply(1.0 - beta_2, ops.square(gradient)),
-            ),
+            ops.cast(self.iterations + 1, dtype),
+            constant(self.beta_1, dtype),
+            constant(self.beta_2, dtype),
+            constant(self.epsilon, dtype),
+            max_second=v_max,
         )
-        second = v
-        if self.amsgrad:
-            v_max = self.max_second_moments[index]
-            self.assign(v_max, ops.maximum(v_max, v))
-            second = v_max
-        denominator = ops.add(
-            ops.sqrt(ops.divide(second, correction_2)), constant(self.epsilon, dtype)
-        )
-        self.assign_sub(
-            variable,
-            ops.multiply(ops.divide(learning_rate, correction_1), ops.divide(m, denominator)),
-        )
+        self.assign(m, new_m)
+        self.assign(v, new_v)
+        if v_max is not None:
+            self.assign(v_max, new_v_max)
+        self.assign_sub(variable, ops.multiply(learning_rate, direction))
 
     def _fused_update(self, grads, variables, learning_rate, weight_decays):
         indices = [self._get_variable_index(v) for v in variables]

@@ -15,6 +15,45 @@ from nc_keras import backend
 from nc_keras.optimizers.coupled_weight_decay import CoupledWeightDecay, constant
 
 
+def sgd_direction(gradient, buffer, momentum, dampening=0.0, nesterov=False, first_step=None):
+    """One step of `torch.optim.SGD`'s momentum rule, as a pure function.
+
+    With gradient g and momentum buffer b (PyTorch's heavy-ball convention,
+    the learning rate kept out of the buffer):
+
+        b <- g                                     if first_step
+        b <- momentum * b + (1 - dampening) * g    otherwise
+        direction = g + momentum * b   if nesterov, else   direction = b
+
+    and the caller steps x <- x - lr * direction. With `buffer` None (no
+    momentum) the direction is g itself.
+
+    Args:
+        gradient, buffer: tensors of one shape and float dtype (any backend;
+            flat float64 vectors in `nc_keras.ufm`); `buffer` may be None.
+        momentum: a scalar tensor of that dtype (or a Python float).
+        dampening: a Python float in [0, 1).
+        nesterov: bool.
+        first_step: None, or a boolean scalar tensor (or bool) that is true
+            at step 0, where PyTorch starts the buffer at the undamped
+            gradient. With no dampening and a buffer started at zero the
+            ordinary rule gives the same, so None suffices there.
+    Returns:
+        (direction, new_buffer); new_buffer is None when `buffer` is.
+    """
+    if buffer is None:
+        return gradient, None
+    damped = gradient
+    if dampening:
+        damped = ops.multiply(gradient, constant(1.0 - dampening, gradient.dtype))
+    new_buffer = ops.add(ops.multiply(buffer, momentum), damped)
+    if first_step is not None:
+        new_buffer = ops.where(first_step, gradient, new_buffer)
+    if nesterov:
+        return ops.add(gradient, ops.multiply(new_buffer, momentum)), new_buffer
+    return new_buffer, new_buffer
+
+
 @keras.saving.register_keras_serializable(package="nc_keras")
 class SGD(CoupledWeightDecay):
     """Stochastic gradient descent exactly as `torch.optim.SGD`.
@@ -84,24 +123,21 @@ class SGD(CoupledWeightDecay):
     def update_step(self, gradient, variable, learning_rate):
         learning_rate = ops.cast(learning_rate, variable.dtype)
         gradient = self.coupled_gradient(gradient, variable)
+        buffer = None
         if self.momentum:
             buffer = self.momentum_buffers[self._get_variable_index(variable)]
-            momentum = constant(self.momentum, variable.dtype)
-            new_buffer = ops.add(
-                ops.multiply(buffer, momentum),
-                ops.multiply(gradient, constant(1.0 - self.dampening, variable.dtype)),
-            )
-            if self.dampening:
-                # PyTorch starts the buffer at the first gradient, undamped.
-                new_buffer = ops.where(
-                    ops.equal(self.iterations, 0), gradient, new_buffer
-                )
+        direction, new_buffer = sgd_direction(
+            gradient,
+            buffer,
+            constant(self.momentum, variable.dtype),
+            self.dampening,
+            self.nesterov,
+            # Without dampening the zero-started buffer already gives b = g.
+            first_step=ops.equal(self.iterations, 0) if self.dampening else None,
+        )
+        if buffer is not None:
             self.assign(buffer, new_buffer)
-            if self.nesterov:
-                gradient = ops.add(gradient, ops.multiply(new_buffer, momentum))
-            else:
-                gradient = new_buffer
-        self.assign_sub(variable, ops.multiply(gradient, learning_rate))
+        self.assign_sub(variable, ops.multiply(direction, learning_rate))
 
     def _fused_update(self, grads, variables, learning_rate, weight_decays):
         return backend.fused_sgd_update(

@@ -21,9 +21,11 @@ with L cross-entropy (the paper's), MSE, label smoothing or focal loss
   vector [vec W, vec H, b] (value, gradient, minibatch step, Hessian-vector
   product);
 * `solvers`: `solve` with "gd", "sgd", "adam" or "lbfgs" from a random start,
-  recording the objective, the gap f - f*, NC1-NC4
-  (`nc_keras.collapse.metrics`) and the wall time, and how the run ended
-  (converged, diverged, out of steps, ...);
+  and how the run ended (converged, diverged, out of steps, ...);
+* `descent`: the step loops `solve` runs (backtracking gradient descent,
+  L-BFGS, minibatch SGD and Adam with `nc_keras.optimizers`' update rules);
+* `trajectory`: the records of a run: the objective, the gap f - f*, NC1-NC4
+  (`nc_keras.collapse.metrics`) and the wall time;
 * `checks`: the argument checks (ValueError naming the argument);
 * `hessian`: `hessian_min_eigenvalue` by Hessian-vector products and Lanczos,
   for Theorem 3.2 (strict saddles), and `rotation_zero_modes`;

@@ -4,8 +4,9 @@ random starts times every solver, each ending at the exact f*."""
 import dataclasses
 
 from nc_keras import backend
-from nc_keras.ufm.solvers import METHODS, NC_KEYS, solve
+from nc_keras.ufm.solvers import METHODS, solve
 from nc_keras.ufm.theory import DEFAULT_LAMBDA, Optimum, optimum
+from nc_keras.ufm.trajectory import NC_KEYS
 
 __all__ = ["LandscapeResult", "landscape"]
 

@@ -3,7 +3,7 @@
 
 import numpy as np
 
-from nc_keras.ufm.solvers import NC_KEYS
+from nc_keras.ufm.trajectory import NC_KEYS
 
 __all__ = ["plot_trajectory", "plot_landscape", "plot_minority_collapse"]
 

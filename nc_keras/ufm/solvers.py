@@ -5,8 +5,11 @@ f - f* to the exact minimum (`optimum`: Theorem 3.1 for cross-entropy,
 `nc_keras.ufm.optima` for the other losses), NC1-NC4 and the wall time along
 the way. Where no exact minimum is known (imbalanced classes; focal loss with
 large penalties) the gap is NaN and a run is judged by its gradient norm.
-All arithmetic is float64 on the active backend; the L-BFGS loop itself is
-`nc_keras.backend.lbfgs_minimize`.
+All arithmetic is float64 on the active backend. This module picks the
+method and its defaults and judges how a run ended; the step loops are
+`nc_keras.ufm.descent` (the L-BFGS loop itself is
+`nc_keras.backend.lbfgs_minimize`) and the records `nc_keras.ufm.trajectory`
+(`NC_KEYS` and `BLOW_UP` are defined there and exported here too).
 
 Every loop stops on a non-finite objective or gradient (a NaN start or
 learning rate, an overflow), and `converged` is judged at the final point,
@@ -15,15 +18,13 @@ never inferred from which stopping rule fired.
 
 import dataclasses
 import math
-import sys
-import time
 import warnings
 
-import keras
 import numpy as np
 
 from nc_keras import backend
 from nc_keras.ufm import checks, losses
+from nc_keras.ufm.descent import largest_entry, run_gd, run_lbfgs, run_minibatch
 from nc_keras.ufm.problem import cached_problem
 from nc_keras.ufm.theory import (
     DEFAULT_LAMBDA,
@@ -33,6 +34,7 @@ from nc_keras.ufm.theory import (
     optimum,
     random_start,
 )
+from nc_keras.ufm.trajectory import BLOW_UP, NC_KEYS, Recorder
 
 __all__ = [
     "METHODS",
@@ -45,18 +47,12 @@ __all__ = [
 ]
 
 METHODS = ("gd", "sgd", "adam", "lbfgs")
-NC_KEYS = ("nc1", "nc2", "nc3", "nc4")
 # SolveResult.status: how a run ended.
 STATUSES = ("converged", "gap_reached", "max_steps", "stalled", "diverged")
 # Without a `gap_tolerance`, a stationary point counts as converged only this
 # close to f* (relative): a gradient test alone also passes at saddles, and
 # the line search's round-off stop fires at any point where f is huge.
 CONVERGED_RELATIVE_GAP = 1e-6
-# A run whose f exceeds its starting value this many times has diverged even
-# while f is finite: SGD with a huge learning rate reaches f ~ 1e150, where
-# the polish would crawl through its whole budget at a step size ~ 1e-80.
-# Gradient descent and L-BFGS never increase f, so this only stops SGD/Adam.
-BLOW_UP = 1e12
 
 
 @dataclasses.dataclass
@@ -231,21 +227,21 @@ def solve(
     with backend.float64():
         problem = cached_problem(K, d, n_per_class, lambdas, loss)
         x = problem.flatten(*random_start(K, d, n_per_class, seed, init_scale))
-        recorder = _Recorder(problem, best, method, progress, record_metrics, gap_tolerance)
+        recorder = Recorder(problem, best, method, progress, record_metrics, gap_tolerance)
         recorder.start()
         main_steps, polish_steps, gap_before_polish = 0, 0, float("nan")
         if method == "lbfgs":
             # Each record ends one compiled L-BFGS chunk (its state carries
             # over, so the iterates are the same for any record_every).
-            x, main_steps, stop = _run_lbfgs(
+            x, main_steps, stop = run_lbfgs(
                 problem, x, steps or 2000, gradient_tolerance, record_every or 1, recorder
             )
         elif method == "gd":
-            x, main_steps, stop = _run_gd(
+            x, main_steps, stop = run_gd(
                 problem, x, steps or 20000, gradient_tolerance, record_every or 1, recorder
             )
         else:
-            x, main_steps, stop = _run_minibatch(
+            x, main_steps, stop = run_minibatch(
                 problem, x, method, steps, lr, batch_size, record_every, seed, recorder
             )
             gap_before_polish = recorder.trajectory[-1]["gap"]
@@ -253,7 +249,7 @@ def solve(
             # target needs nothing more, and from a non-finite point there is
             # no descent to follow.
             if polish and stop == "budget":
-                x, end, stop = _run_gd(
+                x, end, stop = run_gd(
                     problem,
                     x,
                     polish_budget,
@@ -267,7 +263,7 @@ def solve(
         recorder.pause()
         status, message = _verdict(problem, x, best, stop, gradient_tolerance, gap_tolerance)
         W, H, b = problem.unflatten_numpy(x)
-        gradient_norm = _max_abs(problem.value_and_grad(x)[1])
+        gradient_norm = largest_entry(problem.value_and_grad(x)[1])
     return SolveResult(
         method=method,
         seed=seed,
@@ -289,250 +285,6 @@ def solve(
     )
 
 
-class _Recorder:
-    """Keeps the trajectory and a stopwatch that pauses while recording, so
-    `seconds` measures optimization only."""
-
-    def __init__(self, problem, best, method, progress, record_metrics, gap_tolerance):
-        self.problem, self.best, self.method = problem, best, method
-        self.progress, self.record_metrics = progress, record_metrics
-        self.gap_tolerance = gap_tolerance
-        self.trajectory = []
-        self.blow_up_at = None  # f above this has diverged; set at the first record
-        self.elapsed = 0.0
-        self._started = None
-
-    def start(self):
-        self._started = time.perf_counter()
-
-    def pause(self):
-        self.elapsed += time.perf_counter() - self._started
-
-    def record(self, step, x, value, phase="main"):
-        """Records a point. Returns why the run must stop here, or None:
-        "diverged" (f is NaN, infinite or past `BLOW_UP` times its first
-        record) or "gap" (the gap target is met)."""
-        # Reading the value waits for the computation that produced it: JAX
-        # dispatches asynchronously, and the stopwatch must stop after the
-        # work, not after its dispatch. The stopping test needs it anyway.
-        value = float(backend.to_numpy(value))
-        self.pause()
-        # Without f* (d < K - 1) there is no gap: NaN keeps the rows' format.
-        gap = value - self.best.value if self.best is not None else math.nan
-        row = {
-            "step": int(step),
-            "phase": phase,
-            "objective": value,
-            "gap": gap,
-            "relative_gap": gap / abs(self.best.value) if self.best is not None else math.nan,
-            "seconds": self.elapsed,
-        }
-        if self.record_metrics:
-            W, H, b = self.problem.unflatten_numpy(x)
-            row.update(_nc_metrics(W, H, b, self.problem.labels))
-        self.trajectory.append(row)
-        if self.progress:
-            self.progress(self.method, row)
-        self.start()
-        if self.blow_up_at is None:
-            self.blow_up_at = BLOW_UP * max(abs(value), 1.0)
-        if not value <= self.blow_up_at:  # also true for NaN
-            return "diverged"
-        if self.gap_tolerance is not None and abs(row["relative_gap"]) <= self.gap_tolerance:
-            return "gap"
-        return None
-
-
-def _nc_metrics(W, H, b, labels):
-    from nc_keras import collapse
-
-    if not all(np.all(np.isfinite(part)) for part in (W, H, b)):
-        # A diverged point: the metrics' SVDs would fail on it.
-        return {key: math.nan for key in NC_KEYS}
-    with warnings.catch_warnings():
-        # At or near the origin the metrics are 0/0 and NaN, by design.
-        warnings.simplefilter("ignore", RuntimeWarning)
-        measured = collapse.metrics(H.T, labels, W, b)
-    return {key: float(measured[key]) for key in NC_KEYS}
-
-
-def _max_abs(tensor):
-    return float(backend.to_numpy(keras.ops.max(keras.ops.abs(tensor))))
-
-
-# Relative changes of f below this are float64 round-off (a few ulps).
-_ROUND_OFF = 1e-15
-
-
-def _run_gd(problem, x, max_steps, tolerance, every, recorder, first_step=0, phase="main"):
-    """Backtracking gradient descent (see `solve`). Returns (x, last step,
-    stop), stop one of "gradient", "round_off", "gap", "diverged", "budget";
-    the final point is always recorded."""
-    step_size = 1.0
-    step = first_step
-    value, grad = problem.value_and_grad(x)
-    stop = recorder.record(step, x, value, phase)
-    recorded = step
-    while stop is None:
-        if step - first_step >= max_steps:
-            stop = "budget"
-            break
-        value_now = float(backend.to_numpy(value))
-        squared_norm = float(backend.to_numpy(keras.ops.sum(grad * grad)))
-        # With a NaN or infinite f or gradient every Armijo test below fails
-        # and the step halving would never end.
-        if not (math.isfinite(value_now) and math.isfinite(squared_norm)):
-            stop = "diverged"
-            break
-        if _max_abs(grad) <= tolerance:
-            stop = "gradient"
-            break
-        # Capped so that it stays finite: halving an infinite step never
-        # reaches the round-off stop.
-        step_size = min(2.0 * step_size, sys.float_info.max)
-        while True:
-            predicted_decrease = 0.5 * step_size * squared_norm
-            if predicted_decrease <= _ROUND_OFF * abs(value_now):
-                # f can no longer resolve the decrease the Armijo test asks
-                # for: the iterate is stationary up to float64 round-off.
-                stop = "round_off"
-                break
-            candidate = x - step_size * grad
-            # A NaN or infinite trial value (an overflowing step) fails the
-            # test like any other increase.
-            value_new = float(backend.to_numpy(problem.value(candidate)))
-            if value_new <= value_now - predicted_decrease:
-                break
-            step_size /= 2.0
-        if stop is not None:
-            break
-        x = candidate
-        step += 1
-        value, grad = problem.value_and_grad(x)
-        if step % every == 0:
-            stop = recorder.record(step, x, value, phase)
-            recorded = step
-    if recorded != step:
-        stop = recorder.record(step, x, value, phase) or stop
-    return x, step, stop
-
-
-def _run_lbfgs(problem, x, max_steps, tolerance, every, recorder):
-    """Returns (x, iterations, stop), stop one of "gradient", "gap",
-    "diverged", "budget", "stalled" (the line search found no descent)."""
-
-    def callback(iterations, position, value):
-        stop = recorder.record(iterations, position, value)
-        if stop:
-            raise _Stop(position, iterations, stop)
-
-    stop = recorder.record(0, x, problem.value(x))
-    if stop:
-        return x, 0, stop
-    try:
-        result = backend.lbfgs_minimize(
-            problem.value_and_grad,
-            x,
-            max_iterations=max_steps,
-            tolerance=tolerance,
-            history=10,
-            callback=callback,
-            callback_every=every,
-        )
-    except _Stop as stop:
-        return stop.position, stop.iterations, stop.reason
-    if result.converged:
-        stop = "gradient"
-    elif not math.isfinite(result.value):
-        stop = "diverged"
-    else:
-        stop = "budget" if result.iterations >= max_steps else "stalled"
-    return result.position, result.iterations, stop
-
-
-class _Stop(Exception):
-    """Ends the L-BFGS loop from its callback (a record's stop reason)."""
-
-    def __init__(self, position, iterations, reason):
-        super().__init__(reason)
-        self.position, self.iterations, self.reason = position, iterations, reason
-
-
-# The minibatch updates on the flat vector x, given the minibatch gradient g.
-# They are the textbook rules, written out here so that one compiled call does
-# gradient and update together (`Problem.minibatch_step`).
-
-
-def _sgd_step(x, grad, velocity, lr, momentum):
-    """SGD with heavy-ball momentum, PyTorch's convention (the paper's):
-    v <- mu v + g;  x <- x - lr v. Returns (x, v)."""
-    velocity = momentum * velocity + grad
-    return x - lr * velocity, velocity
-
-
-def _adam_step(x, grad, first, second, count, lr, beta_1, beta_2, epsilon):
-    """Adam (Kingma & Ba) at step t = `count` (1-based), no weight decay:
-    m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2;
-    x <- x - lr (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps). Returns (x, m, v)."""
-    first = beta_1 * first + (1 - beta_1) * grad
-    second = beta_2 * second + (1 - beta_2) * grad * grad
-    first_hat = first / (1 - beta_1**count)
-    second_hat = second / (1 - beta_2**count)
-    return x - lr * first_hat / (keras.ops.sqrt(second_hat) + epsilon), first, second
-
-
-def _run_minibatch(problem, x, method, steps, lr, batch_size, every, seed, recorder):
-    """Returns (x, steps done, stop), stop one of "gap", "diverged", "budget"."""
-    steps = steps or 1000
-    batch_size = batch_size or max(1, problem.N // 10)
-    if not 1 <= batch_size <= problem.N:
-        raise ValueError(f"batch_size must be in [1, N={problem.N}]; got {batch_size}")
-    batches_per_epoch = problem.N // batch_size
-    every = every or batches_per_epoch
-    rng = np.random.default_rng(seed + 1)
-    update = problem.minibatch_step(_sgd_step if method == "sgd" else _adam_step)
-    zeros = keras.ops.zeros_like(x)
-    state = (zeros,) if method == "sgd" else (zeros, zeros)
-    base_lr = lr if lr is not None else (0.5 if method == "sgd" else 0.1)
-    stop = recorder.record(0, x, problem.value(x))
-    if stop:
-        return x, 0, stop
-    order = None
-    for step in range(steps):
-        position = step % batches_per_epoch
-        if position == 0:
-            order = rng.permutation(problem.N)
-        # Fixed-size batches (the remainder of an epoch is dropped) keep one
-        # compiled shape.
-        columns = keras.ops.convert_to_tensor(
-            order[position * batch_size : (position + 1) * batch_size], dtype="int32"
-        )
-        decay = (0.1 if step >= steps // 2 else 1.0) * (0.1 if step >= 3 * steps // 4 else 1.0)
-        rate = backend.to_tensor(base_lr * decay)
-        if method == "sgd":
-            x, velocity = update(x, columns, *state, rate, backend.to_tensor(0.9))
-            state = (velocity,)
-        else:
-            x, first, second = update(
-                x,
-                columns,
-                *state,
-                backend.to_tensor(step + 1.0),
-                rate,
-                backend.to_tensor(0.9),
-                backend.to_tensor(0.999),
-                backend.to_tensor(1e-12),
-            )
-            state = (first, second)
-        if (step + 1) % every == 0 or step + 1 == steps:
-            # Records are the only place the loop reads f back (each read
-            # waits for the device), so they are where a NaN stops it.
-            stop = recorder.record(step + 1, x, problem.value(x))
-            if stop:
-                return x, step + 1, stop
-    return x, steps, "budget"
-
-
 def _verdict(problem, x, best, stop, gradient_tolerance, gap_tolerance):
     """(status, message) for the final point x of a run that ended by `stop`.
 
@@ -541,7 +293,7 @@ def _verdict(problem, x, best, stop, gradient_tolerance, gap_tolerance):
     large (a run that blew up without overflowing).
     """
     value, grad = problem.value_and_grad(x)
-    value, largest = float(backend.to_numpy(value)), _max_abs(grad)
+    value, largest = float(backend.to_numpy(value)), largest_entry(grad)
     if stop == "diverged" or not (math.isfinite(value) and math.isfinite(largest)):
         return "diverged", (
             f"diverged: f = {value:.3g}, largest gradient entry {largest:.3g} "

@@ -3,7 +3,7 @@ import pytest
 
 import keras
 
-from nc_keras.optimizers import SGD
+from nc_keras.optimizers import SGD, sgd_direction
 
 
 def _torch_sgd_by_hand(steps, momentum, weight_decay, nesterov=False, dampening=0.0):
@@ -27,6 +27,27 @@ def test_sgd_follows_pytorch_rule_across_a_rate_drop(steps, momentum, weight_dec
     ours = steps.run(SGD(momentum=momentum, weight_decay=weight_decay, nesterov=nesterov,
                          dampening=dampening))
     steps.assert_thetas_equal(ours, _torch_sgd_by_hand(steps, momentum, weight_decay, nesterov, dampening))
+
+
+@pytest.mark.parametrize(
+    "momentum, nesterov, dampening", [(0.0, False, 0.0), (0.9, True, 0.0), (0.9, False, 0.3)]
+)
+def test_sgd_direction_alone_on_a_flat_vector(steps, momentum, nesterov, dampening):
+    """The pure rule the optimizer and the UFM's minibatch SGD share."""
+    theta, ours = steps.theta0.ravel(), []
+    buffer = keras.ops.zeros(theta.shape, steps.dtype) if momentum else None
+    for t, (grad, rate) in enumerate(zip(steps.grads, steps.rates)):
+        direction, buffer = sgd_direction(
+            keras.ops.convert_to_tensor(grad.ravel(), steps.dtype),
+            buffer,
+            keras.ops.convert_to_tensor(momentum, steps.dtype),
+            dampening,
+            nesterov,
+            first_step=t == 0,
+        )
+        theta = theta - rate * keras.ops.convert_to_numpy(direction)
+        ours.append((theta.reshape(steps.theta0.shape), None))
+    steps.assert_thetas_equal(ours, _torch_sgd_by_hand(steps, momentum, 0.0, nesterov, dampening))
 
 
 def test_keras_sgd_differs_after_the_rate_drop(steps):
