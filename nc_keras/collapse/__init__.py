@@ -13,8 +13,9 @@ quotient"), cdnv, means_cos_std, means_cos_max_gap, gnc2, unc3 and
 nc3_papyan (`formulas` gives each with its formula and citation).
 
 - `formulas`: each metric as a pure function of the statistics.
-- `statistics`: the statistics, streamed (`CollapseStatistics`) or from
-  features in memory (`metrics`), and the result dict (`METRIC_KEYS`).
+- `statistics`: the result dict (`METRIC_KEYS`) from the statistics, and
+  what the two ways of getting them share; `streaming`: batch by batch
+  (`CollapseStatistics`); `in_memory`: from features in memory (`metrics`).
 - `probes`: which layers of a model are the classifier, the features and
   the intermediate layers measured, in any model (`probe`).
 - `passes`: running a Keras model over data (`measure_model`, and the
@@ -34,15 +35,14 @@ from nc_keras.collapse.passes import (
     measure_model,
     ncc_pass,
 )
+from nc_keras.collapse.in_memory import InMemoryStatistics, metrics
 from nc_keras.collapse.statistics import (
     FEATURE_ONLY_KEYS,
     METRIC_KEYS,
     MINORITY_KEYS,
-    CollapseStatistics,
-    InMemoryStatistics,
-    metrics,
     minority_metrics,
 )
+from nc_keras.collapse.streaming import CollapseStatistics
 
 __all__ = [
     "CHUNK_BYTES",

@@ -16,7 +16,8 @@ import numpy as np
 
 from nc_keras.collapse import probes
 from nc_keras.collapse.inputs import to_numpy
-from nc_keras.collapse.statistics import FEATURE_ONLY_KEYS, CollapseStatistics
+from nc_keras.collapse.statistics import FEATURE_ONLY_KEYS
+from nc_keras.collapse.streaming import CollapseStatistics
 
 __all__ = [
     "CHUNK_BYTES",

@@ -7,13 +7,14 @@ tr(Sigma_W) and u^T Sigma_W u for u in the span of the centred means; the
 CDNV also needs its per-class traces sum_i ||h_ki - mu_k||^2. Two ways to
 get them:
 
-- `CollapseStatistics` streams: float64 counts, means, S and the K
+- `CollapseStatistics` (`nc_keras.collapse.streaming`) streams: float64 counts, means, S and the K
   per-class traces, O(Kd + d^2) memory whatever N is, updated batch by
   batch and merged across shards with Chan et al.'s pairwise formula
   (centred scatters plus a mean-difference correction), never raw second
   moments, so NC1 keeps its relative accuracy in deep collapse, when the
   within-class spread is many orders below the between-class spread.
-- `InMemoryStatistics` (behind `metrics`) holds every feature: it never
+- `InMemoryStatistics` (`nc_keras.collapse.in_memory`, behind `metrics`)
+  holds every feature: it never
   forms S, since NC1 needs Sigma_W only in the (K-1)-dim span of the class
   means and the trace ratio only its trace; O(NdK) work.
 
@@ -23,7 +24,8 @@ so the running means are small numbers whatever the global offset, and
 both pick `scale` so that squares neither overflow nor underflow: NC1 is
 the same for features x 1e160 or x 1e-160.
 
-Both report the same dict (`METRIC_KEYS`): NC1-NC4 and, as extras,
+This module holds what both share: their base class, whose `measure` turns
+the statistics into the result dict (`METRIC_KEYS`): NC1-NC4 and, as extras,
 
 - ``ncc_mismatch``: share of samples whose prediction argmax(W h + b) differs
   from the nearest class mean argmin_k ||h - mu_k|| (Papyan et al.'s NC4; the
@@ -79,19 +81,11 @@ import warnings
 import numpy as np
 
 from nc_keras.collapse import formulas
-from nc_keras.collapse.inputs import (
-    as_classifier,
-    as_features,
-    as_labels,
-    as_logits,
-    as_num_classes,
-    finite_rows,
-    to_numpy,
-)
+from nc_keras.collapse.inputs import as_classifier, as_num_classes, to_numpy
 
 __all__ = [
-    "CollapseStatistics", "FEATURE_ONLY_KEYS", "InMemoryStatistics", "METRIC_KEYS",
-    "MINORITY_KEYS", "class_sums", "metrics", "minority_metrics",
+    "CLASSIFIER_KEYS", "FEATURE_ONLY_KEYS", "METRIC_KEYS", "MINORITY_KEYS", "class_square_sums",
+    "class_sums", "minority_metrics", "power_of_two_above",
 ]  # fmt: skip
 
 # The keys of every result dict, in the order tables print them.
@@ -163,8 +157,8 @@ def power_of_two_above(value):
     return float(np.ldexp(1.0, int(np.frexp(value)[1])))
 
 
-def _row_squares(rows, labels, num_classes):
-    """Per-class sums of ||row||^2 (K,)."""
+def class_square_sums(rows, labels, num_classes):
+    """Per-class sums of ||row||^2 (K,): the per-class traces of a centred batch."""
     return np.bincount(labels, weights=np.einsum("ij,ij->i", rows, rows),
                        minlength=num_classes)
 
@@ -322,343 +316,6 @@ class _Statistics:
         return out
 
 
-class CollapseStatistics(_Statistics):
-    """Sufficient statistics for NC1-NC4, accumulated batch by batch.
-
-    Keeps, in float64: the class counts n_k (K,), the class means mu_k (K, d),
-    the pooled within-class scatter S = sum_k sum_i (h_ki - mu_k)(...)^T
-    (d, d) and its per-class traces (K,), so memory is O(Kd + d^2) whatever
-    the number of samples; plus counters for accuracy and NCC mismatch. Two
-    partial results combine exactly with Chan et al.'s pairwise update: for
-    each class,
-
-        S = S_a + S_b + n_a n_b / (n_a + n_b) (mu_b - mu_a)(mu_b - mu_a)^T,
-
-    summed over classes. `update` folds this correction into the centring of
-    the batch (see its comment), so each batch costs one (d x B)(B x d)
-    symmetric product; no raw second moment (and no cancellation between
-    large, nearly equal numbers) ever appears.
-
-    Everything is stored for h' = (h - shift) / scale, with `shift` the mean
-    of the first batch and `scale` a power of two of its spread, both kept:
-    far from the origin (a global mean at 1e6) the running means stay small
-    numbers, and h - shift is exact for h near the shift, so deep-collapse
-    NC1 keeps its accuracy; features x 1e160 square without overflow. `means`,
-    `scatter` and `within_covariance` give the features' units back.
-
-    Args:
-        num_classes: K (an integer).
-        dim: feature width d; taken from the first batch when None.
-    """
-
-    def __init__(self, num_classes, dim=None):
-        super().__init__(num_classes)
-        self._scatter = None
-        self._within = None
-        if dim is not None:
-            self._allocate(int(dim))
-
-    def _allocate(self, dim):
-        self.dim = dim
-        self.shift = np.zeros(dim)
-        self._means = np.zeros((self.num_classes, dim))
-        self._scatter = np.zeros((dim, dim))
-        self._within = np.zeros(self.num_classes)
-
-    def _check_dim(self, dim):
-        if self.dim is None:
-            self._allocate(dim)
-        elif dim != self.dim:
-            raise ValueError(f"feature width {dim} does not match {self.dim}")
-
-    @property
-    def scatter(self):
-        """S (d, d) in the features' units."""
-        return None if self._scatter is None else self._scatter * self.scale**2
-
-    def _to_frame(self, h):
-        """h' = (h - shift) / scale; the first batch sets shift and scale."""
-        if self.num_samples == 0:
-            self.shift = h.mean(axis=0)
-            centred = h - self.shift
-            self.scale = power_of_two_above(np.abs(centred).max() or np.abs(h).max())
-        else:
-            centred = h - self.shift
-        centred /= self.scale
-        return centred
-
-    def update(self, features, labels, logits=None):
-        """Adds one batch.
-
-        Args:
-            features: (B, d) penultimate features, numpy or any backend tensor.
-            labels: integer (B,) labels in [0, K) (or (B, 1), or exact one-hot).
-            logits: optional (B, K) classifier outputs (logits or
-                probabilities: only their argmax is used) to count accuracy.
-        Returns:
-            self.
-        """
-        y = as_labels(labels, self.num_classes)
-        h = as_features(features, y.shape[0])
-        self._check_dim(h.shape[1])
-        if logits is not None:
-            logits = as_logits(logits, y.shape[0], self.num_classes)
-        finite = finite_rows(h)
-        if not finite.all():
-            self.num_nonfinite += int((~finite).sum())
-            h, y = h[finite], y[finite]
-            logits = None if logits is None else logits[finite]
-        if logits is not None:
-            self._count_correct(np.argmax(logits, axis=1), y)
-        if y.shape[0] == 0:
-            return self
-        h = self._to_frame(h)
-        counts_b, sums = class_sums(h, y, self.num_classes)
-        present = counts_b > 0
-        counts_a, total = self.counts[present], self.counts[present] + counts_b[present]
-        delta = sums[present] / counts_b[present, None] - self._means[present]
-        # Chan's merge folded into the centring: with
-        # c_k = mu_a + (1 - sqrt(n_a / (n_a + n_b))) (mu_b - mu_a),
-        # sum_i (h_i - c_k)(h_i - c_k)^T equals the batch's centred scatter
-        # plus n_a n_b / (n_a + n_b) (mu_b - mu_a)(mu_b - mu_a)^T exactly.
-        # c_k lies between the running and the batch mean, so h_i - c_k is of
-        # the size of the within-class spread (no cancellation), and one
-        # symmetric (syrk) product of B rows does everything; the same rows
-        # give the per-class traces.
-        centres = np.zeros_like(sums)
-        centres[present] = self._means[present] + delta * (
-            1.0 - np.sqrt(counts_a / total))[:, None]
-        rows = h - centres[y]
-        self._scatter += rows.T @ rows
-        self._within += _row_squares(rows, y, self.num_classes)
-        self._means[present] += delta * (counts_b[present] / total)[:, None]
-        self.counts = self.counts + counts_b
-        return self
-
-    def update_ncc(self, features, logits, class_means):
-        """Counts samples whose argmax(logits) differs from the nearest class mean.
-
-        Args:
-            features: (B, d) features.
-            logits: (B, K) classifier outputs.
-            class_means: (K, d) reference means (e.g. `self.class_means`
-                after a full pass, for the exact value); rows of NaN (classes
-                never seen) are never nearest.
-        """
-        h = as_features(features)
-        predicted = np.argmax(as_logits(logits, h.shape[0], self.num_classes), axis=1)
-        # Same samples as `update` keeps.
-        finite = finite_rows(h)
-        h, predicted = h[finite], predicted[finite]
-        means = np.asarray(class_means, dtype=np.float64)
-        self.num_ncc_compared += h.shape[0]
-        self.num_ncc_mismatch += formulas.ncc_mismatches(predicted, h, means)
-        return self
-
-    def _merge(self, other):
-        if self.num_samples == 0:  # nothing stored yet: adopt the other frame
-            self.shift, self.scale = other.shift.copy(), other.scale
-        # The other shard's statistics in this frame (exact for the same frame).
-        ratio = other.scale / self.scale
-        means_b = (other.shift - self.shift) / self.scale + ratio * other._means
-        counts_a, counts_b = self.counts, other.counts
-        total = counts_a + counts_b
-        both = (counts_a > 0) & (counts_b > 0)
-        delta = means_b - self._means
-        weight = np.zeros(self.num_classes)
-        weight[both] = counts_a[both] * counts_b[both] / total[both]
-        correction = delta * np.sqrt(weight)[:, None]
-        self._scatter += other._scatter * ratio**2 + correction.T @ correction
-        self._within += other._within * ratio**2 + np.sum(correction**2, axis=1)
-        nonzero = counts_b > 0
-        self._means[nonzero] += delta[nonzero] * (counts_b[nonzero] / total[nonzero])[:, None]
-        self.counts = total
-
-    def merge(self, other):
-        """Adds the statistics of another shard (same K and d); returns self."""
-        if other.num_classes != self.num_classes:
-            raise ValueError(
-                f"cannot merge statistics for {other.num_classes} classes "
-                f"into {self.num_classes}"
-            )
-        if other.dim is not None:
-            self._check_dim(other.dim)
-            if other.num_samples:
-                self._merge(other)
-        for name in self._COUNTERS:
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-        self.class_correct = self.class_correct + other.class_correct
-        return self
-
-    def get_state(self):
-        """A dict of numpy arrays (e.g. for np.savez), to merge on another host."""
-        state = {"num_classes": np.int64(self.num_classes), "counts": self.counts.copy()}
-        if self.dim is not None:
-            state.update(shift=self.shift.copy(), scale=np.float64(self.scale),
-                         means=self._means.copy(), scatter=self._scatter.copy(),
-                         class_within=self._within.copy())
-        state.update({name: np.int64(getattr(self, name)) for name in self._COUNTERS})
-        state["class_correct"] = self.class_correct.copy()
-        return state
-
-    @classmethod
-    def from_state(cls, state):
-        """The inverse of `get_state` (accepts an open np.load result)."""
-        stats = cls(int(state["num_classes"]))
-        stats.counts = np.array(state["counts"], dtype=np.int64)
-        if "means" in state:
-            stats._allocate(int(np.shape(state["means"])[1]))
-            stats._means = np.array(state["means"], dtype=np.float64)
-            stats._scatter = np.array(state["scatter"], dtype=np.float64)
-            # States saved before the frame and the per-class traces existed
-            # hold means in the features' units and no traces (CDNV is NaN).
-            if "shift" in state:
-                stats.shift = np.array(state["shift"], dtype=np.float64)
-                stats.scale = float(state["scale"])
-            stats._within = (np.array(state["class_within"], dtype=np.float64)
-                             if "class_within" in state else np.full(stats.num_classes, np.nan))
-        for name in cls._COUNTERS:
-            setattr(stats, name, int(state[name]))
-        if "class_correct" in state:  # absent from states saved before it existed
-            stats.class_correct = np.array(state["class_correct"], dtype=np.int64)
-        return stats
-
-    def within_covariance(self):
-        """Sigma_W = S / N, in the features' units."""
-        return self.scatter / max(self.num_samples, 1)
-
-    def within_trace(self):
-        # From S itself: states saved without per-class traces still have it.
-        return float(np.trace(self._scatter)) / self.num_samples
-
-    def _class_within(self):
-        return self._within
-
-    def _within_projected(self, U):
-        return np.sum((self._scatter @ U) * U, axis=0) / self.num_samples
-
-
-class InMemoryStatistics(_Statistics):
-    """Exact two-pass statistics of features held in memory; nothing to update.
-
-    NC1 needs Sigma_W only in the (K-1)-dim span of the centred means, and
-    the trace ratio only its trace, so with every feature at hand the d x d
-    scatter is never formed: O(NdK) work instead of O(Nd^2). The frame has
-    no shift unless the global mean is far from the origin compared with
-    the class means' spread (then `shift` = mu_G), and `scale` 1, or a power
-    of two of the largest |mu_k - mu_G| (the unit NC1 compares the
-    within-class spread with) when that is so large or small that its
-    square would overflow or underflow.
-
-    Args:
-        num_classes: K (an integer).
-        features: (N, d) features, numpy or any backend tensor.
-        labels: integer (N,) labels in [0, K) (or (N, 1), or exact one-hot).
-        W: (K, d) classifier, or None; with it, the accuracy and the exact
-            NCC mismatch are counted too.
-        b: (K,) bias, or None (zero).
-    """
-
-    # Bytes per block of centred features (`_centred_blocks`).
-    _BLOCK_BYTES = 2**21
-
-    def __init__(self, num_classes, features, labels, W=None, b=None):
-        super().__init__(num_classes)
-        y = as_labels(labels, self.num_classes)
-        h = as_features(features, y.shape[0])
-        self.dim = h.shape[1]
-        finite = finite_rows(h)
-        if not finite.all():
-            self.num_nonfinite = int((~finite).sum())
-            h, y = h[finite], y[finite]
-        self.shift = np.zeros(self.dim)
-        self._shifted = False
-        means = self._class_means(h, y)
-        present = self.counts > 0
-        if present.any():
-            mu_G = self.counts @ means / self.counts.sum()
-            spread = np.abs(means[present] - mu_G).max() or np.abs(means).max()
-            if np.abs(mu_G).max() > 16 * spread:
-                # Far from the origin the means' round-off, eps |mu_G|, would
-                # be of the size of a deep-collapse spread: means relative to
-                # mu_G (and h - mu_G, exact near it) keep it at eps * spread.
-                self.shift, self._shifted = mu_G, True
-                means = self._class_means(h, y)
-            # Only spreads whose squares could overflow or underflow are
-            # rescaled: dividing every block costs a pass over the features.
-            if not 2.0**-256 < spread < 2.0**256:
-                self.scale = power_of_two_above(spread)
-        self._means = means / self.scale
-        self._h, self._y = h, y
-        self._within = None
-        if W is not None:
-            self._count_predictions(*as_classifier(W, b, self.num_classes, self.dim))
-
-    def _class_means(self, h, y):
-        """Counts (into `counts`) and class means relative to `shift` (K, d)."""
-        self.counts, sums = class_sums(h, y, self.num_classes,
-                                       self.shift if self._shifted else None)
-        present = self.counts > 0
-        means = np.zeros((self.num_classes, self.dim))
-        means[present] = sums[present] / self.counts[present, None]
-        return means
-
-    def _count_predictions(self, W, b):
-        # Logits and the NCC inner products in one (N, d) x (d, 2K) product.
-        K, h, y = self.num_classes, self._h, self._y
-        means = self.means
-        scores = h @ np.concatenate([W, means]).T
-        predicted = np.argmax(scores[:, :K] + b, axis=1)
-        self.num_ncc_compared = y.shape[0]
-        self._count_correct(predicted, y)
-        self.num_ncc_mismatch = formulas.ncc_mismatches(
-            predicted, h, self.class_means, products=scores[:, K:])
-
-    def _centred_blocks(self):
-        """Yields (h_i - mu_k) / scale for blocks of rows, with their labels.
-
-        Elementwise centring: h - mu_k is exact for h near mu_k (even far
-        from the origin), whereas sum ||h||^2 - sum n_k ||mu_k||^2 cancels
-        catastrophically in deep collapse (and h U - mu_k U does far from
-        the origin). Blocks of about 2 MB stay in cache between their uses.
-        """
-        means = self.scale * self._means  # relative to `shift`
-        rows = max(64, self._BLOCK_BYTES // (8 * self.dim))
-        for start in range(0, self._y.shape[0], rows):
-            labels = self._y[start:start + rows]
-            if self._shifted:
-                centred = self._h[start:start + rows] - self.shift
-                centred -= means[labels]
-            else:
-                centred = self._h[start:start + rows] - means[labels]
-            if self.scale != 1.0:
-                centred /= self.scale
-            yield centred, labels
-
-    def _class_within(self):
-        if self._within is None:
-            self._within = np.zeros(self.num_classes)
-            for centred, labels in self._centred_blocks():
-                self._within += _row_squares(centred, labels, self.num_classes)
-        return self._within
-
-    def _within_projected(self, U):
-        if self._shifted:  # far from the origin: centre each block exactly first
-            total = np.zeros(U.shape[1])
-            for centred, _ in self._centred_blocks():
-                projected = centred @ U
-                total += np.einsum("ij,ij->j", projected, projected)
-            return total / self.num_samples
-        # (h - mu_k) U = h U - mu_k U: one large product instead of many
-        # small ones (BLAS threads synchronize at each call); its round-off,
-        # O(eps ||h||), is that of centring h, and ||h|| is here within 16
-        # times the spread of the class means.
-        centred = self._h @ U - (self.means @ U)[self._y]
-        if self.scale != 1.0:
-            centred /= self.scale
-        return np.einsum("ij,ij->j", centred, centred) / self.num_samples
-
-
 def minority_metrics(stats, W, minority_classes):
     """`MINORITY_KEYS` of statistics with counted predictions and a (K, d) classifier W.
 
@@ -677,30 +334,3 @@ def minority_metrics(stats, W, minority_classes):
         accuracy = formulas.minority_accuracy(stats.class_correct, stats.counts, minority)
     return {"minority_accuracy": accuracy,
             "minority_cosine": formulas.minority_cosine(to_numpy(W, np.float64), minority)}
-
-
-def metrics(features, labels, W, b=None, num_classes=None, minority_classes=None):
-    """NC1-NC4 and the extras of in-memory features, exactly (Sec. 4, "Metrics").
-
-    Args:
-        features: (N, d) penultimate features (numpy or any backend tensor).
-        labels: integer (N,) labels in [0, K).
-        W: (K, d) classifier as in the paper (Keras Dense kernel transposed).
-        b: (K,) bias, or None for a classifier without bias.
-        num_classes: K; defaults to W.shape[0].
-        minority_classes: class indices; with them, the result also has
-            `MINORITY_KEYS` (minority_accuracy, minority_cosine).
-    Returns:
-        dict of Python floats keyed by `METRIC_KEYS` ("nc1", "nc2", "nc3",
-        "nc4", "ncc_mismatch", "accuracy", ...). NCC mismatch uses the final
-        class means (exact). Two passes over the features, O(NdK) time:
-        Sigma_W is used only through its trace and in the span of the class
-        means, never formed. Bad input: see the module docstring.
-    """
-    W = to_numpy(W, np.float64)
-    K = W.shape[0] if num_classes is None else num_classes
-    stats = InMemoryStatistics(K, features, labels, W, b)
-    result = stats.measure(W, b)
-    if minority_classes is not None:
-        result.update(minority_metrics(stats, W, minority_classes))
-    return result

@@ -1,0 +1,235 @@
+"""`CollapseStatistics`: the statistics of neural collapse, streamed batch by batch.
+
+Memory O(Kd + d^2) whatever the number of samples; partial results from
+shards or processes merge exactly (`merge`, `get_state`/`from_state`). The
+result dict and the bad-input outcomes are `nc_keras.collapse.statistics`'s.
+"""
+
+import numpy as np
+
+from nc_keras.collapse import formulas
+from nc_keras.collapse.inputs import as_features, as_labels, as_logits, finite_rows
+from nc_keras.collapse.statistics import (
+    _Statistics,
+    class_square_sums,
+    class_sums,
+    power_of_two_above,
+)
+
+__all__ = ["CollapseStatistics"]
+
+
+class CollapseStatistics(_Statistics):
+    """Sufficient statistics for NC1-NC4, accumulated batch by batch.
+
+    Keeps, in float64: the class counts n_k (K,), the class means mu_k (K, d),
+    the pooled within-class scatter S = sum_k sum_i (h_ki - mu_k)(...)^T
+    (d, d) and its per-class traces (K,), so memory is O(Kd + d^2) whatever
+    the number of samples; plus counters for accuracy and NCC mismatch. Two
+    partial results combine exactly with Chan et al.'s pairwise update: for
+    each class,
+
+        S = S_a + S_b + n_a n_b / (n_a + n_b) (mu_b - mu_a)(mu_b - mu_a)^T,
+
+    summed over classes. `update` folds this correction into the centring of
+    the batch (see its comment), so each batch costs one (d x B)(B x d)
+    symmetric product; no raw second moment (and no cancellation between
+    large, nearly equal numbers) ever appears.
+
+    Everything is stored for h' = (h - shift) / scale, with `shift` the mean
+    of the first batch and `scale` a power of two of its spread, both kept:
+    far from the origin (a global mean at 1e6) the running means stay small
+    numbers, and h - shift is exact for h near the shift, so deep-collapse
+    NC1 keeps its accuracy; features x 1e160 square without overflow. `means`,
+    `scatter` and `within_covariance` give the features' units back.
+
+    Args:
+        num_classes: K (an integer).
+        dim: feature width d; taken from the first batch when None.
+    """
+
+    def __init__(self, num_classes, dim=None):
+        super().__init__(num_classes)
+        self._scatter = None
+        self._within = None
+        if dim is not None:
+            self._allocate(int(dim))
+
+    def _allocate(self, dim):
+        self.dim = dim
+        self.shift = np.zeros(dim)
+        self._means = np.zeros((self.num_classes, dim))
+        self._scatter = np.zeros((dim, dim))
+        self._within = np.zeros(self.num_classes)
+
+    def _check_dim(self, dim):
+        if self.dim is None:
+            self._allocate(dim)
+        elif dim != self.dim:
+            raise ValueError(f"feature width {dim} does not match {self.dim}")
+
+    @property
+    def scatter(self):
+        """S (d, d) in the features' units."""
+        return None if self._scatter is None else self._scatter * self.scale**2
+
+    def _to_frame(self, h):
+        """h' = (h - shift) / scale; the first batch sets shift and scale."""
+        if self.num_samples == 0:
+            self.shift = h.mean(axis=0)
+            centred = h - self.shift
+            self.scale = power_of_two_above(np.abs(centred).max() or np.abs(h).max())
+        else:
+            centred = h - self.shift
+        centred /= self.scale
+        return centred
+
+    def update(self, features, labels, logits=None):
+        """Adds one batch.
+
+        Args:
+            features: (B, d) penultimate features, numpy or any backend tensor.
+            labels: integer (B,) labels in [0, K) (or (B, 1), or exact one-hot).
+            logits: optional (B, K) classifier outputs (logits or
+                probabilities: only their argmax is used) to count accuracy.
+        Returns:
+            self.
+        """
+        y = as_labels(labels, self.num_classes)
+        h = as_features(features, y.shape[0])
+        self._check_dim(h.shape[1])
+        if logits is not None:
+            logits = as_logits(logits, y.shape[0], self.num_classes)
+        finite = finite_rows(h)
+        if not finite.all():
+            self.num_nonfinite += int((~finite).sum())
+            h, y = h[finite], y[finite]
+            logits = None if logits is None else logits[finite]
+        if logits is not None:
+            self._count_correct(np.argmax(logits, axis=1), y)
+        if y.shape[0] == 0:
+            return self
+        h = self._to_frame(h)
+        counts_b, sums = class_sums(h, y, self.num_classes)
+        present = counts_b > 0
+        counts_a, total = self.counts[present], self.counts[present] + counts_b[present]
+        delta = sums[present] / counts_b[present, None] - self._means[present]
+        # Chan's merge folded into the centring: with
+        # c_k = mu_a + (1 - sqrt(n_a / (n_a + n_b))) (mu_b - mu_a),
+        # sum_i (h_i - c_k)(h_i - c_k)^T equals the batch's centred scatter
+        # plus n_a n_b / (n_a + n_b) (mu_b - mu_a)(mu_b - mu_a)^T exactly.
+        # c_k lies between the running and the batch mean, so h_i - c_k is of
+        # the size of the within-class spread (no cancellation), and one
+        # symmetric (syrk) product of B rows does everything; the same rows
+        # give the per-class traces.
+        centres = np.zeros_like(sums)
+        centres[present] = self._means[present] + delta * (
+            1.0 - np.sqrt(counts_a / total))[:, None]
+        rows = h - centres[y]
+        self._scatter += rows.T @ rows
+        self._within += class_square_sums(rows, y, self.num_classes)
+        self._means[present] += delta * (counts_b[present] / total)[:, None]
+        self.counts = self.counts + counts_b
+        return self
+
+    def update_ncc(self, features, logits, class_means):
+        """Counts samples whose argmax(logits) differs from the nearest class mean.
+
+        Args:
+            features: (B, d) features.
+            logits: (B, K) classifier outputs.
+            class_means: (K, d) reference means (e.g. `self.class_means`
+                after a full pass, for the exact value); rows of NaN (classes
+                never seen) are never nearest.
+        """
+        h = as_features(features)
+        predicted = np.argmax(as_logits(logits, h.shape[0], self.num_classes), axis=1)
+        # Same samples as `update` keeps.
+        finite = finite_rows(h)
+        h, predicted = h[finite], predicted[finite]
+        means = np.asarray(class_means, dtype=np.float64)
+        self.num_ncc_compared += h.shape[0]
+        self.num_ncc_mismatch += formulas.ncc_mismatches(predicted, h, means)
+        return self
+
+    def _merge(self, other):
+        if self.num_samples == 0:  # nothing stored yet: adopt the other frame
+            self.shift, self.scale = other.shift.copy(), other.scale
+        # The other shard's statistics in this frame (exact for the same frame).
+        ratio = other.scale / self.scale
+        means_b = (other.shift - self.shift) / self.scale + ratio * other._means
+        counts_a, counts_b = self.counts, other.counts
+        total = counts_a + counts_b
+        both = (counts_a > 0) & (counts_b > 0)
+        delta = means_b - self._means
+        weight = np.zeros(self.num_classes)
+        weight[both] = counts_a[both] * counts_b[both] / total[both]
+        correction = delta * np.sqrt(weight)[:, None]
+        self._scatter += other._scatter * ratio**2 + correction.T @ correction
+        self._within += other._within * ratio**2 + np.sum(correction**2, axis=1)
+        nonzero = counts_b > 0
+        self._means[nonzero] += delta[nonzero] * (counts_b[nonzero] / total[nonzero])[:, None]
+        self.counts = total
+
+    def merge(self, other):
+        """Adds the statistics of another shard (same K and d); returns self."""
+        if other.num_classes != self.num_classes:
+            raise ValueError(
+                f"cannot merge statistics for {other.num_classes} classes "
+                f"into {self.num_classes}"
+            )
+        if other.dim is not None:
+            self._check_dim(other.dim)
+            if other.num_samples:
+                self._merge(other)
+        for name in self._COUNTERS:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.class_correct = self.class_correct + other.class_correct
+        return self
+
+    def get_state(self):
+        """A dict of numpy arrays (e.g. for np.savez), to merge on another host."""
+        state = {"num_classes": np.int64(self.num_classes), "counts": self.counts.copy()}
+        if self.dim is not None:
+            state.update(shift=self.shift.copy(), scale=np.float64(self.scale),
+                         means=self._means.copy(), scatter=self._scatter.copy(),
+                         class_within=self._within.copy())
+        state.update({name: np.int64(getattr(self, name)) for name in self._COUNTERS})
+        state["class_correct"] = self.class_correct.copy()
+        return state
+
+    @classmethod
+    def from_state(cls, state):
+        """The inverse of `get_state` (accepts an open np.load result)."""
+        stats = cls(int(state["num_classes"]))
+        stats.counts = np.array(state["counts"], dtype=np.int64)
+        if "means" in state:
+            stats._allocate(int(np.shape(state["means"])[1]))
+            stats._means = np.array(state["means"], dtype=np.float64)
+            stats._scatter = np.array(state["scatter"], dtype=np.float64)
+            # States saved before the frame and the per-class traces existed
+            # hold means in the features' units and no traces (CDNV is NaN).
+            if "shift" in state:
+                stats.shift = np.array(state["shift"], dtype=np.float64)
+                stats.scale = float(state["scale"])
+            stats._within = (np.array(state["class_within"], dtype=np.float64)
+                             if "class_within" in state else np.full(stats.num_classes, np.nan))
+        for name in cls._COUNTERS:
+            setattr(stats, name, int(state[name]))
+        if "class_correct" in state:  # absent from states saved before it existed
+            stats.class_correct = np.array(state["class_correct"], dtype=np.int64)
+        return stats
+
+    def within_covariance(self):
+        """Sigma_W = S / N, in the features' units."""
+        return self.scatter / max(self.num_samples, 1)
+
+    def within_trace(self):
+        # From S itself: states saved without per-class traces still have it.
+        return float(np.trace(self._scatter)) / self.num_samples
+
+    def _class_within(self):
+        return self._within
+
+    def _within_projected(self, U):
+        return np.sum((self._scatter @ U) * U, axis=0) / self.num_samples
