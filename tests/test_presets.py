@@ -44,7 +44,7 @@ def test_cpu_presets_are_the_committed_evidence_settings():
     assert (fixed_etf.dataset, fixed_etf.model, fixed_etf.width, fixed_etf.augment) == (
         "cifar10", "resnet18_adapt", 8, False)
     assert (fixed_etf.samples_per_class, fixed_etf.test_samples_per_class) == (100, 100)
-    assert (fixed_etf.epochs, fixed_etf.lr_drop_every, fixed_etf.batch_size) == (30, 12, 32)
+    assert (fixed_etf.epochs, fixed_etf.lr_drop_every, fixed_etf.batch_size) == (60, 24, 32)
     assert len(variants) == 4
     optimizers, variants = presets.RECIPES["nc_optimizers"].presets["cpu"]
     assert (optimizers.dataset, optimizers.samples_per_class, optimizers.epochs) == ("mnist", 100, 30)
