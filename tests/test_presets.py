@@ -1,9 +1,11 @@
 import dataclasses
+import json
+from pathlib import Path
 
 import pytest
 
 from nc_keras import plots, presets
-from nc_keras.train import TrainConfig
+from nc_keras.train import TrainConfig, variant_folder
 
 FIELDS = {field.name for field in dataclasses.fields(TrainConfig)}
 
@@ -38,14 +40,24 @@ def test_paper_presets_keep_the_papers_settings():
     )  # fmt: skip
 
 
-def test_cpu_presets_are_the_committed_evidence_settings():
-    # docs/evidence/fixed_etf_cpu and nc_optimizers_cpu ran these exact settings.
-    fixed_etf, variants = presets.RECIPES["fixed_etf"].presets["cpu"]
-    assert (fixed_etf.dataset, fixed_etf.model, fixed_etf.width, fixed_etf.augment) == (
-        "cifar10", "resnet18_adapt", 8, False)
-    assert (fixed_etf.samples_per_class, fixed_etf.test_samples_per_class) == (100, 100)
-    assert (fixed_etf.epochs, fixed_etf.lr_drop_every, fixed_etf.batch_size) == (60, 24, 32)
-    assert len(variants) == 4
-    optimizers, variants = presets.RECIPES["nc_optimizers"].presets["cpu"]
-    assert (optimizers.dataset, optimizers.samples_per_class, optimizers.epochs) == ("mnist", 100, 30)
-    assert [v.get("epochs") for v in variants] == [None, None, 12]
+# The settings that decide what a run trains and measures (not where it
+# writes, nor the machine it ran on).
+TRAINING_FIELDS = (
+    "dataset", "samples_per_class", "test_samples_per_class", "augment", "model", "width",
+    "depth", "classifier", "feature_dim", "optimizer", "learning_rate", "momentum",
+    "batch_size", "epochs", "lr_drop_every", "lr_drop_factor", "weight_decay", "decay", "seed",
+    "nc_every",
+)  # fmt: skip
+EVIDENCE = Path(__file__).resolve().parents[1] / "docs" / "evidence"
+
+
+@pytest.mark.parametrize("name, folder", [("fixed_etf", "fixed_etf_cpu"),
+                                          ("nc_optimizers", "nc_optimizers_cpu")])
+def test_cpu_presets_are_the_committed_evidence_settings(name, folder):
+    # Each variant's config.json in docs/evidence records what that run used.
+    base, variants = presets.RECIPES[name].presets["cpu"]
+    assert len(variants) == len(list((EVIDENCE / folder).glob("*/config.json")))
+    for variant in variants:
+        config = dataclasses.asdict(dataclasses.replace(base, **variant).resolved())
+        saved = json.loads((variant_folder(EVIDENCE / folder, variant["label"]) / "config.json").read_text())
+        assert {k: saved[k] for k in TRAINING_FIELDS} == {k: config[k] for k in TRAINING_FIELDS}, variant
