@@ -5,6 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.nc_keras-installed
 BACKENDS ?= tensorflow jax torch
 PYTEST_ARGS ?=
+TEST_JOBS ?= 2
 
 .PHONY: setup demo test test-tensorflow test-jax test-torch clean
 
@@ -20,18 +21,14 @@ setup: $(STAMP)
 demo: setup
 	$(VENV)/bin/nc-keras demo
 
-# Runs the whole suite once per backend and fails if any backend fails.
+# Runs the whole suite once per backend and fails if any backend fails;
+# TEST_JOBS backends at a time (one pytest process keeps about one core
+# busy), each one's output in .test-logs/<backend>.log, printed as it ends.
 test: setup
-	@failed=""; \
-	for backend in $(BACKENDS); do \
-	  echo "=== KERAS_BACKEND=$$backend ==="; \
-	  KERAS_BACKEND=$$backend $(PY) -m pytest tests $(PYTEST_ARGS) || failed="$$failed $$backend"; \
-	done; \
-	if [ -n "$$failed" ]; then echo "FAILED on:$$failed"; exit 1; fi; \
-	echo "all backends passed: $(BACKENDS)"
+	$(PY) scripts/test_backends.py --jobs $(TEST_JOBS) --backends "$(BACKENDS)" -- $(PYTEST_ARGS)
 
 test-%: setup
 	KERAS_BACKEND=$* $(PY) -m pytest tests $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache .test-logs
