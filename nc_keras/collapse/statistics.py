@@ -256,7 +256,8 @@ class _Statistics:
             K, d = W.shape
             w_ok, b_ok = _classifier_faults(W, b)
             predicts = w_ok and b_ok
-        etf = formulas.etf_exists(K, d)
+        # Without W and without samples d is unknown: nothing to warn about.
+        etf = d is None or formulas.etf_exists(K, d)
         if not etf:
             warnings.warn(
                 f"{K} classes in {d} dimensions: no simplex ETF exists (it needs "

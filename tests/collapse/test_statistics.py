@@ -240,6 +240,13 @@ def test_empty_class_warns_and_gives_nan_for_class_mean_metrics():
     assert result["nc4"] == pytest.approx(np.linalg.norm(b + W @ H[keep].mean(0)), rel=RTOL)
 
 
+def test_no_samples_and_no_classifier_warn_and_give_nan():
+    # An intermediate layer measured on empty data: no W, no feature width.
+    with pytest.warns(RuntimeWarning, match="no samples"):
+        result = CollapseStatistics(10).measure()
+    assert all(np.isnan(result[key]) for key in collapse.METRIC_KEYS)
+
+
 def test_nonfinite_features_warn_and_give_nan():
     H, y, W, b = random_problem(N=200)
     H[3, 1] = np.nan
