@@ -109,10 +109,7 @@ def draw_runs(run_dirs, layout="default", labels=None, title=None):
         raise ValueError(f"{len(labels)} labels for {len(run_dirs)} runs")
     logs = []
     for run in run_dirs:
-        csv_path = run if run.suffix == ".csv" else RunFolder(run).log
-        if not csv_path.exists():
-            raise FileNotFoundError(f"no per-epoch log at {csv_path}")
-        logs.append(read_csv_log(csv_path))
+        logs.append(read_csv_log(_log_path(run)))
 
     last_epoch = max([int(max(log["epoch"])) + 1 for log in logs if log.get("epoch")] + [1])
     width = 3.2 * len(panels)
@@ -207,6 +204,15 @@ def _short_number(value, _position=None):
     return f"{value:g}"
 
 
+def _log_path(run):
+    """The `log.csv` of a run folder (or `run` itself, a CSV file); it must exist."""
+    run = Path(run)
+    csv_path = run if run.suffix == ".csv" else RunFolder(run).log
+    if not csv_path.exists():
+        raise FileNotFoundError(f"no per-epoch log at {csv_path}")
+    return csv_path
+
+
 def _save(figure, path):
     """Writes `figure` to `path` (format by extension), closes it, returns the path."""
     import matplotlib.pyplot as plt
@@ -254,10 +260,7 @@ def plot_depth(run_dir, path, layers=None, title=None):
 
     from nc_keras.callbacks import read_csv_log
 
-    run_dir = Path(run_dir)
-    csv_path = run_dir if run_dir.suffix == ".csv" else RunFolder(run_dir).log
-    if not csv_path.exists():
-        raise FileNotFoundError(f"no per-epoch log at {csv_path}")
+    csv_path = _log_path(run_dir)
     log = read_csv_log(csv_path)
     layers = list(layers) if layers else _layer_order(csv_path.parent, log)
     missing = [name for name in layers if f"nc1/{name}" not in log]
