@@ -254,7 +254,8 @@ def gather_processes(stats, allgather):
     if len(rows) == 1:
         return stats
     bounds = np.cumsum([int(np.prod(shape)) for shape in shapes])[:-1]
-    merged = CollapseStatistics(stats.num_classes, stats.dim)
+    merged = CollapseStatistics(stats.num_classes, stats.dim,
+                                absent_classes=stats.absent_classes, tile_bytes=stats.tile_bytes)
     for row in rows:
         pieces = np.split(row, bounds)
         merged.merge(CollapseStatistics.from_state(
