@@ -40,6 +40,8 @@ def outputs_of(model, name, x):
         keras.Model(model.input, model.get_layer(name).output)(x, training=False))
 
 
+# float32 features from two compiled paths (the extractor, a direct call) differ
+# by float32 round-off, so the metrics agree to about 1e-6, not to 1e-15.
 def by_hand(model, x, y, keep, W, b=None):
     """Every position a sample: flatten (B, T, D) to (B T, D), then mask."""
     h = outputs_of(model, "final", x).reshape(-1, D)
@@ -67,7 +69,7 @@ def test_token_level_with_ignore_class_and_zero_weights_equals_masking_by_hand(t
     result = collapse.measure_model(model, data, ignore_class=-1)
     assert result["num_samples"] == keep.sum() < 40 * T
     for key in collapse.METRIC_KEYS:
-        np.testing.assert_allclose(result[key], expected[key], rtol=1e-7, atol=1e-12, err_msg=key)
+        np.testing.assert_allclose(result[key], expected[key], rtol=1e-5, atol=1e-9, err_msg=key)
     # A valid class ignored (e.g. a padding token id): absent, so skipped.
     skipped = collapse.measure_model(model, (x, np.maximum(y, 0)), ignore_class=0,
                                      absent_classes="skip")
@@ -85,7 +87,7 @@ def test_sequence_layers_measure_every_position(tokens):
     # The by-hand statistics of the flattened positions, one batch.
     expected = collapse.CollapseStatistics(K).update(mix, y.reshape(-1)).measure()
     for key in collapse.FEATURE_ONLY_KEYS:
-        np.testing.assert_allclose(result[f"{key}/mix"], expected[key], rtol=1e-7, err_msg=key)
+        np.testing.assert_allclose(result[f"{key}/mix"], expected[key], rtol=1e-5, err_msg=key)
     with pytest.raises(ValueError, match=r"labels must have shape \(16, 7\)"):
         collapse.measure_model(model, (x[:16], y[:16, 0]))
 
@@ -100,7 +102,7 @@ def test_tied_head_embedding_given_arrays_and_callables(tokens):
     for classifier in ("tokens", (E, None), (table, None), lambda: (table, None)):
         result = collapse.measure_model(model, (x, y), features="final", classifier=classifier)
         for key in collapse.METRIC_KEYS:
-            np.testing.assert_allclose(result[key], expected[key], rtol=1e-7, atol=1e-12,
+            np.testing.assert_allclose(result[key], expected[key], rtol=1e-5, atol=1e-9,
                                        err_msg=f"{key} {classifier!r}")
     with pytest.raises(ValueError, match="features: a classifier given as"):
         collapse.measure_model(model, (x, y), classifier="tokens")
@@ -120,4 +122,4 @@ def test_keras_hub_reversible_embedding_is_a_tied_head(tokens):
     expected = by_hand(model, x, y, np.ones(y.size, bool), E)
     result = collapse.measure_model(model, (x, y), features="final", classifier="tokens")
     for key in collapse.METRIC_KEYS:
-        np.testing.assert_allclose(result[key], expected[key], rtol=1e-7, atol=1e-12, err_msg=key)
+        np.testing.assert_allclose(result[key], expected[key], rtol=1e-5, atol=1e-9, err_msg=key)
