@@ -55,6 +55,14 @@ def register(subparsers):
                              "(columns nc1/NAME, ...); found inside nested models")
     parser.add_argument("--layer-reduction", choices=("mean", "flatten"), default="mean",
                         help="maps: global average pooling (default) or flatten")
+    parser.add_argument("--absent-classes", choices=("nan", "skip"), default="nan",
+                        help="classes without a sample: NaN for the class-mean metrics "
+                             "(default), or measure the classes present (column "
+                             "num_classes_present); 'skip' suits vocabularies")
+    parser.add_argument("--ignore-class", type=int, metavar="LABEL",
+                        help="leave out samples with this label (e.g. a padding token); "
+                             "sequence models (logits (B, T, K), labels (B, T)) are "
+                             "measured at every kept position")
     parser.set_defaults(func=run)
 
 
@@ -146,11 +154,13 @@ def run(args):
                     model, data, batch_size=args.batch_size,
                     max_samples=args.max_samples, ncc="none" if args.no_ncc else "exact",
                     features=args.features, classifier=args.classifier, layers=args.layers,
-                    layer_reduction=args.layer_reduction)
+                    layer_reduction=args.layer_reduction, ignore_class=args.ignore_class,
+                    absent_classes=args.absent_classes)
             except ValueError as error:
                 raise UserError(f"{path.name}: {error}") from error
             if layer_columns is None:
-                layer_columns = [key for key in result if "/" in key]
+                layer_columns = [key for key in result if "/" in key
+                                 or key == "num_classes_present"]
                 columns += layer_columns
                 writer = csv.DictWriter(handle, fieldnames=columns)
                 writer.writeheader()
