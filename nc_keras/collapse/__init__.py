@@ -27,6 +27,7 @@ nc3_papyan (`formulas` gives each with its formula and citation).
 from nc_keras.collapse import formulas, probes, tiles
 from nc_keras.collapse.passes import (
     CHUNK_BYTES,
+    NCC_MODES,
     accumulate,
     classifier_weights,
     feature_extractor,
@@ -55,6 +56,7 @@ __all__ = [
     "FEATURE_ONLY_KEYS",
     "METRIC_KEYS",
     "MINORITY_KEYS",
+    "NCC_MODES",
     "CollapseStatistics",
     "InMemoryStatistics",
     "accumulate",

@@ -17,6 +17,7 @@ import warnings
 import keras
 import numpy as np
 
+from nc_keras import deprecation
 from nc_keras.collapse import formulas, probes
 from nc_keras.collapse.inputs import to_numpy
 from nc_keras.collapse.statistics import FEATURE_ONLY_KEYS
@@ -24,7 +25,9 @@ from nc_keras.collapse.streaming import CollapseStatistics
 
 __all__ = [
     "CHUNK_BYTES",
+    "NCC_MODES",
     "accumulate",
+    "check_ncc",
     "classifier_weights",
     "feature_extractor",
     "gather_processes",
@@ -39,6 +42,23 @@ __all__ = [
 # float64 statistics: one large symmetric product is several times faster
 # than many small ones (BLAS threading overhead), and memory stays bounded.
 CHUNK_BYTES = 16 * 2**20
+
+# How the NCC mismatch is counted: it needs the class means of the whole
+# pass, known only at its end. "previous": against given means (those of a
+# previous measurement), in the same pass, or exactly when there are none;
+# "exact": a second pass against the final means; "none": not counted (NaN).
+NCC_MODES = ("previous", "exact", "none")
+_NCC_RENAMED = {"given": "previous"}  # the former name in `measure`
+
+
+def check_ncc(ncc, where="measure", stacklevel=2):
+    """`ncc` if it is one of `NCC_MODES` (a former name: its new one, with a
+    DeprecationWarning pointing `stacklevel` frames up, 1 being the caller);
+    else ValueError."""
+    ncc = deprecation.renamed_value(ncc, _NCC_RENAMED, "ncc", where, stacklevel + 1)
+    if ncc not in NCC_MODES:
+        raise ValueError(f"ncc must be one of {NCC_MODES}; got {ncc!r}")
+    return ncc
 
 
 # ---------------------------------------------------------------------------
@@ -55,14 +75,14 @@ def classifier_weights(model, classifier=None):
     return probes.classifier_weights(probes.find_classifier(model, classifier))
 
 
-def feature_extractor(model, features=None, classifier=None, layers=(), layer_reduction="mean"):
+@deprecation.renamed_arguments(layer_reduction="pooling")
+def feature_extractor(model, features=None, classifier=None, layers=(), pooling="mean"):
     """A keras.Model from the model's inputs to [features, *layer outputs].
 
     The arguments are those of `nc_keras.collapse.probes.probe`; outputs are
-    (N, d_i), maps of rank > 2 pooled (or flattened) as `layer_reduction`
-    says.
+    (N, d_i), maps of rank > 2 pooled (or flattened) as `pooling` says.
     """
-    extractor = probes.probe(model, features, classifier, layers, layer_reduction).extractor
+    extractor = probes.probe(model, features, classifier, layers, pooling).extractor
     if extractor is None:
         raise ValueError("features given as a callable: there is no extractor model")
     return extractor
@@ -326,8 +346,9 @@ def measure(probe, data, *, batch_size=256, max_samples=None, ncc="exact",
             ncc_means=None, predictor=None, ignore_class=None, absent_classes="nan"):
     """Streams `data` through a `ModelProbe` and measures.
 
-    `ncc`: "exact" (a second pass against the final class means), "given"
-    (against `ncc_means`, in the same pass) or "none" (ncc_mismatch NaN).
+    `ncc`: one of `NCC_MODES`: "previous" (against `ncc_means`, in the
+    same pass; without them, as "exact"), "exact" (a second pass against
+    the final class means) or "none" (ncc_mismatch NaN).
     `ignore_class`: a label whose samples (positions) are left out;
     `absent_classes`: "nan" or "skip" (`CollapseStatistics`).
     `predictor` (default: `probe.predictor()`, i.e.
@@ -343,9 +364,12 @@ def measure(probe, data, *, batch_size=256, max_samples=None, ncc="exact",
         the features' `CollapseStatistics`; and {name: statistics} of the
         layers.
     """
+    ncc = check_ncc(ncc)
+    if ncc == "previous" and ncc_means is None:
+        ncc = "exact"  # nothing previous: the exact second pass
     W, b = probe.weights()
     predictor = probe.predictor() if predictor is None else predictor
-    given = ncc_means if ncc == "given" else None
+    given = ncc_means if ncc == "previous" else None
     options = dict(batch_size=batch_size, max_samples=max_samples, ignore_class=ignore_class)
     stats = [CollapseStatistics(*W.shape, absent_classes=absent_classes)] + [
         CollapseStatistics(W.shape[0], absent_classes=absent_classes)
@@ -368,9 +392,10 @@ def measure(probe, data, *, batch_size=256, max_samples=None, ncc="exact",
     return result, stats[0], layer_stats
 
 
+@deprecation.renamed_arguments(layer_reduction="pooling")
 def measure_model(model, data, *, features=None, classifier=None, layers=(),
-                  layer_reduction="mean", batch_size=256, max_samples=None, ncc="exact",
-                  ignore_class=None, absent_classes="nan"):
+                  pooling="mean", batch_size=256, max_samples=None, ncc="exact",
+                  ncc_means=None, ignore_class=None, absent_classes="nan"):
     """NC1-NC4 and the extras of a trained model on `data`, offline.
 
     With K classes, class means mu_k, global mean mu_G, centred means Hbar
@@ -388,9 +413,12 @@ def measure_model(model, data, *, features=None, classifier=None, layers=(),
             kernel) and its input. See `nc_keras.collapse.probes.probe`.
         layers: intermediate layers (or names) measured too, in the same
             pass: their `FEATURE_ONLY_KEYS` as "nc1/<name>", ...
-        layer_reduction: "mean" (global average pooling of maps) or "flatten".
+        pooling: "mean" (global average pooling of maps) or "flatten".
         ncc: "exact" (default) makes a second pass over `data` for the NCC
-            mismatch against the final class means; "none" skips it (NaN).
+            mismatch against the final class means; "previous" compares
+            with `ncc_means` (K, d) (e.g. an earlier checkpoint's class
+            means) in the same pass, or is "exact" without them; "none"
+            skips it (NaN).
         ignore_class: a label whose samples are left out (as in
             `keras.losses.SparseCategoricalCrossentropy`): e.g. the padding
             token of a language model. A sample weight of 0 in (x, y, w)
@@ -406,11 +434,10 @@ def measure_model(model, data, *, features=None, classifier=None, layers=(),
         dict of Python floats keyed by `METRIC_KEYS`, the layer keys, and
         "num_samples".
     """
-    if ncc not in ("exact", "none"):
-        raise ValueError(f"ncc must be 'exact' or 'none'; got {ncc!r}")
-    model_probe = probes.probe(model, features, classifier, layers, layer_reduction)
+    ncc = check_ncc(ncc, "measure_model", stacklevel=3)  # past the renaming wrapper
+    model_probe = probes.probe(model, features, classifier, layers, pooling)
     result, stats, _ = measure(model_probe, data, batch_size=batch_size,
-                               max_samples=max_samples, ncc=ncc, ignore_class=ignore_class,
-                               absent_classes=absent_classes)
+                               max_samples=max_samples, ncc=ncc, ncc_means=ncc_means,
+                               ignore_class=ignore_class, absent_classes=absent_classes)
     result["num_samples"] = float(stats.num_samples)
     return result

@@ -19,7 +19,7 @@ finds them in any Keras model:
   classifier is called on.
 - `layers`: more layers (or names) whose outputs are measured without the
   classifier (NC1 and the other class-mean metrics); maps of rank > 2 are
-  global-average pooled (`reduction="mean"`) or flattened ("flatten").
+  global-average pooled (`pooling="mean"`) or flattened ("flatten").
 
 Sequence models: when the features are (B, T, d) (a Dense applied at
 every position gives (B, T, K) logits), every position is a sample
@@ -40,11 +40,15 @@ import keras
 import numpy as np
 
 from nc_keras.collapse.inputs import to_numpy
+from nc_keras.deprecation import renamed_arguments
 
-__all__ = ["LAYER_REDUCTIONS", "MAX_FLATTEN_WIDTH", "ModelProbe", "classifier_weights",
-           "find_classifier", "find_layer", "probe"]
+__all__ = ["LAYER_REDUCTIONS", "MAX_FLATTEN_WIDTH", "POOLINGS", "ModelProbe", "check_pooling",
+           "classifier_weights", "find_classifier", "find_layer", "probe"]
 
-LAYER_REDUCTIONS = ("mean", "flatten")
+# How maps of rank > 2 become (N, d) features: global average pooling or
+# flattening. (`LAYER_REDUCTIONS`: the former name, kept for one release.)
+POOLINGS = ("mean", "flatten")
+LAYER_REDUCTIONS = POOLINGS
 # A flattened map of width d costs a d x d float64 scatter: 2 GB at 16384.
 MAX_FLATTEN_WIDTH = 16384
 # Errors list at most this many candidate layers.
@@ -134,7 +138,15 @@ def _is_given(classifier):
     return callable(classifier) or isinstance(classifier, (tuple, list))
 
 
-def probe(model, features=None, classifier=None, layers=(), reduction="mean"):
+def check_pooling(pooling):
+    """ValueError unless `pooling` is one of `POOLINGS`."""
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {POOLINGS}; got {pooling!r}")
+    return pooling
+
+
+@renamed_arguments(reduction="pooling")
+def probe(model, features=None, classifier=None, layers=(), pooling="mean"):
     """The `ModelProbe` of `model`: its classifier, features and extra layers.
 
     Args:
@@ -150,14 +162,13 @@ def probe(model, features=None, classifier=None, layers=(), reduction="mean"):
             or a callable returning them, for any other head. The last
             three need `features`.
         layers: layers or names whose outputs are measured too.
-        reduction: "mean" (global average pooling of maps of rank > 2 over
+        pooling: "mean" (global average pooling of maps of rank > 2 over
             every axis but the batch and the channels) or "flatten".
     Raises:
         ValueError: naming the candidate layers and the argument to pass,
             when a choice is ambiguous or impossible.
     """
-    if reduction not in LAYER_REDUCTIONS:
-        raise ValueError(f"layer_reduction must be one of {LAYER_REDUCTIONS}; got {reduction!r}")
+    check_pooling(pooling)
     if not model.built:
         raise ValueError(f"model {model.name!r} is not built: call it on a batch, "
                          "build it, or measure inside fit")
@@ -201,14 +212,14 @@ def probe(model, features=None, classifier=None, layers=(), reduction="mean"):
         h = _output(taps, features_layer)
     # (B, T, d) features: a sequence model, every position a sample.
     sequence = _rank(h) == 3
-    h = _reduce(h, reduction, f"features ({_describe(features_layer, layer)})", sequence)
+    h = _reduce(h, pooling, f"features ({_describe(features_layer, layer)})", sequence)
     d = int((weights_fn() if given else classifier_weights(layer))[0].shape[1])
     if h.shape[-1] != d:
         raise ValueError(
             f"the features, {_describe(features_layer, layer)}, have width "
             f"{h.shape[-1]}, but classifier {_name(layer)} takes {d}: pass "
             "features= the layer the classifier consumes")
-    outputs = [h] + [_reduce(_output(taps, item), reduction, f"layer {item.name!r}", sequence)
+    outputs = [h] + [_reduce(_output(taps, item), pooling, f"layer {item.name!r}", sequence)
                      for item in layers]
     extractor = keras.Model(graph.input, outputs, name="nc_probe")
     return ModelProbe(model, layer, extractor=extractor, layer_names=names,
@@ -386,7 +397,7 @@ class _Tracer:
         return call
 
 
-def _reduce(tensor, reduction, what, sequence=False):
+def _reduce(tensor, pooling, what, sequence=False):
     """(N, ...) symbolic tensor -> (N, d): pooled or flattened.
 
     In a sequence model (`sequence`), (N, T, d) outputs stay as they are:
@@ -401,13 +412,13 @@ def _reduce(tensor, reduction, what, sequence=False):
     if sequence:
         raise ValueError(f"{what}: shape {tuple(tensor.shape)} in a sequence model; "
                          "measure layers with (batch, positions, width) outputs")
-    if reduction == "flatten":
+    if pooling == "flatten":
         width = int(np.prod(tensor.shape[1:]))
         if width > MAX_FLATTEN_WIDTH:
             raise ValueError(
                 f"{what}: flattened width {width} is above {MAX_FLATTEN_WIDTH} (its "
                 f"{width} x {width} scatter would take {8 * width**2 / 2**30:.0f} GB); "
-                "use layer_reduction='mean'")
+                "use pooling='mean'")
         return keras.ops.reshape(tensor, (-1, width))
     channels_first = keras.config.image_data_format() == "channels_first"
     axes = tuple(range(2, len(tensor.shape))) if channels_first else tuple(
