@@ -69,6 +69,8 @@ def _finished(run_dir, epochs):
 def train_language_models(config, output_dir, verbose="auto"):
     """Trains one causal LM per width and measures token-level collapse per epoch.
 
+    Collapse is measured on the training tokens at positions 1 to T - 1 of
+    every window (position 0 sees one token only, see the comment below).
     Every run folder `output_dir/width_<d>` holds `log.csv` (loss, accuracy
     and the `NeuralCollapse` keys per epoch, "num_classes_present" among
     them), `config.json`, and, while training, `backup/` (an interrupted
@@ -91,7 +93,13 @@ def train_language_models(config, output_dir, verbose="auto"):
     (x, y, w), tokenizer = _tokens(config)
     vocabulary = tokenizer.get_vocab_size()
     inputs = {"token_ids": x, "padding_mask": np.ones_like(x, dtype=bool)}
-    observed = int(np.unique(y[w > 0]).size)
+    # The first position of a window sees one token: its features are that
+    # token's embedding, the same in every window it starts, so two next
+    # tokens seen only there would have equal class means (CDNV and GNC2
+    # infinite). It is trained on, not measured.
+    measured = w.copy()
+    measured[:, 0] = 0.0
+    observed = int(np.unique(y[measured > 0]).size)
     finals = {}
     for width in config.widths:
         run_dir = output_dir / f"width_{width}"
@@ -99,6 +107,7 @@ def train_language_models(config, output_dir, verbose="auto"):
         write_json(run_dir / "config.json", {
             "label": f"d = {width}", "width": width, "vocabulary_size": vocabulary,
             "observed_tokens": observed, "training_tokens": int(w.sum()),
+            "measured_tokens": int(measured.sum()),
             **{k: v for k, v in dataclasses.asdict(config).items() if k != "widths"}})
         if not _finished(run_dir, config.epochs):
             keras.utils.set_random_seed(config.seed)
@@ -109,7 +118,7 @@ def train_language_models(config, output_dir, verbose="auto"):
                           loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                           weighted_metrics=["accuracy"])
             collapse = NeuralCollapse(
-                (inputs, y, w), features=NC_FEATURES, classifier=NC_CLASSIFIER,
+                (inputs, y, measured), features=NC_FEATURES, classifier=NC_CLASSIFIER,
                 absent_classes="skip", ncc="none", batch_size=config.batch_size * 4)
             model.fit(inputs, y, sample_weight=w, epochs=config.epochs,
                       batch_size=config.batch_size, shuffle=True, verbose=verbose,
