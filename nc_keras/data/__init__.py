@@ -17,8 +17,9 @@ One module per concern:
   local files under `data_dir`, then a tfds download (`Files`); an array
   file in `nc_keras/assets` (`Bundled`); generated (`RandomPixels`); the
   user's tree (`ClassFolders`); and `DataNotFoundError`'s message;
-* `readers`: IDX files, CIFAR-10 pickles, bundled arrays, and MNIST's
+* `readers`: IDX files, CIFAR pickles, bundled arrays, and MNIST's
   resize as torchvision's `Resize(32)` on PIL does it;
+* `safe_pickle`: CIFAR pickles read without running code from them;
 * `integrity`: files are read to their end and checked against the entry
   (labels, split and class sizes); a cut or damaged file raises
   `CorruptDataError` naming it;
