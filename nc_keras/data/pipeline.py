@@ -31,6 +31,7 @@ import numpy as np
 
 from nc_keras.data import catalogue, profiles, synthetic
 from nc_keras.data.readers import SPLITS
+from nc_keras.data.streaming import StreamFeed
 
 _LOG = logging.getLogger(__name__)  # says which source each load() used
 
@@ -110,10 +111,15 @@ def load(
         shuffle = split == "train"
     augment = bool(augment) and split == "train"
 
+    random_labels = options.pop("random_labels", entry.random_labels)
     feed = entry.source.read(entry, split, data_dir, download, seed, options)
-    if entry.random_labels:
-        feed.labels = synthetic.balanced_random_labels(len(feed.labels), feed.num_classes, seed, split)
-    _LOG.info("%s %s: %d examples from %s", name, split, len(feed.labels), feed.description)
+    if random_labels:
+        feed.labels = synthetic.balanced_random_labels(feed.size, feed.num_classes, seed, split)
+    _LOG.info("%s %s: %d examples from %s", name, split, feed.size, feed.description)
+    subset = samples_per_class is not None or imbalance_ratio is not None
+    if isinstance(feed, StreamFeed) and not subset and not random_labels:
+        # Every example with its stored label: no pass over the labels.
+        return feed.dataset(None, None, batch_size, shuffle, augment, seed, drop_remainder, epochs, max_batches)
     indices = np.arange(len(feed.labels))
     counts = profiles.class_counts(
         feed.labels, feed.num_classes, samples_per_class, imbalance_ratio, f"{name} {split}"
@@ -121,6 +127,8 @@ def load(
     if counts is not None:
         indices = first_per_class(feed.labels, counts, feed.num_classes, f"{name} {split}")
     labels = feed.labels[indices].astype(np.int32)
+    if isinstance(feed, StreamFeed):
+        return feed.dataset(indices, labels, batch_size, shuffle, augment, seed, drop_remainder, epochs, max_batches)
 
     # The dataset holds positions only; each batch gathers its images from
     # the in-memory arrays in one vectorized op, much faster than slicing

@@ -34,7 +34,7 @@ from typing import ClassVar
 
 
 from nc_keras.data import download as tfds_download
-from nc_keras.data import image_tree, readers, synthetic
+from nc_keras.data import image_tree, readers, streaming, synthetic
 from nc_keras.data.integrity import Expected
 from nc_keras.data.readers import DataNotFoundError
 
@@ -51,6 +51,10 @@ class ArrayFeed:
         self.images, self.labels = images, labels
         self.num_classes, self.mean, self.std = num_classes, mean, std
         self.description = description
+
+    @property
+    def size(self):
+        return len(self.labels)
 
     def fetch_fn(self):
         import tensorflow as tf
@@ -79,13 +83,29 @@ class ArrayFeed:
 
 
 @dataclasses.dataclass(frozen=True)
+class LabelSet:
+    """One of a dataset's label sets (CIFAR-100's 20 superclasses), chosen by `label=`.
+
+    Attributes:
+        name: the value of the `label` option ("fine", "coarse").
+        classes: class names in label order.
+        tfds_feature: the tensorflow-datasets feature holding it.
+    """
+
+    name: str
+    classes: tuple
+    tfds_feature: str = "label"
+
+
+@dataclasses.dataclass(frozen=True)
 class Files:
     """A public dataset: tensorflow-datasets, else local files, else a download.
 
     Attributes:
         tfds_name: its tensorflow-datasets name.
         title: its name in messages ("MNIST", "CIFAR-10").
-        host: the host tfds downloads it from, probed before a download.
+        host: the host tfds downloads it from, probed before a download
+            (None: tfds cannot download it, e.g. ImageNet).
         local: the layouts searched under `data_dir`, in order
             (`readers.IdxFiles`, `readers.CifarPickles`,
             `image_tree.TreeTarball`, `image_tree.ClassTree`). A layout has
@@ -97,45 +117,121 @@ class Files:
         image_size: (h, w) every image is resized to, as torchvision's
             `Resize` on PIL does (`readers.resize_like_pil`); images of that
             size are left as they are.
+        splits: ((split, tfds split), ...) where tfds names a split
+            otherwise (ImageNet's "test" is tfds's "validation").
+        label_sets: the `LabelSet`s the `label` option chooses from, the
+            first the default; () for datasets with one label.
+        manual: files of tfds's manual download (ImageNet's tarballs), in
+            `data_dir/downloads/manual/` or `data_dir`: tfds prepares the
+            dataset from them into `data_dir`, offline.
+        stream: decode images batch by batch (`streaming.StreamFeed`, for
+            datasets too large for memory) instead of all at once.
     """
 
     tfds_name: str
     title: str
-    host: str
-    local: tuple
+    host: str | None
+    local: tuple = ()
     image_size: tuple = (32, 32)
-    options: ClassVar[dict] = {}
+    splits: tuple = ()
+    label_sets: tuple = ()
+    manual: tuple = ()
+    stream: bool = False
+
+    @property
+    def options(self):
+        return {"label": self.label_sets[0].name} if self.label_sets else {}
 
     def properties(self, entry, data_dir, options):
-        return {}
+        return {"class_names": self.classes(entry, options)}
+
+    def classes(self, entry, options):
+        """Class names in label order: the label set's, the entry's, else tfds's (ImageNet's WordNet ids)."""
+        label_set = self.label_set(options)
+        if label_set:
+            return label_set.classes
+        if entry.classes:
+            return entry.classes
+        builder = tfds_download.builder(self.tfds_name, None)
+        if builder is None:
+            raise DataNotFoundError(f"{self.title}'s class names come from tensorflow-datasets, which is not installed")
+        return tuple(builder.info.features["label"].names)
+
+    def label_set(self, options):
+        """The `LabelSet` that `options["label"]` names (None without label sets)."""
+        if not self.label_sets:
+            return None
+        name = options.get("label", self.label_sets[0].name)
+        for label_set in self.label_sets:
+            if label_set.name == name:
+                return label_set
+        raise ValueError(f"label must be one of {[s.name for s in self.label_sets]}, got {name!r}")
 
     def read(self, entry, split, data_dir, download, seed, options):
+        label_set = self.label_set(options)
+        classes = self.classes(entry, options)
+        feature = label_set.tfds_feature if label_set else "label"
         sizes = tuple((entry.split_sizes or {}).items())
-        expected = Expected(self.title, entry.classes, sizes, entry.balanced)
-        images, labels, where = self.arrays(split, data_dir, download, expected)
-        return ArrayFeed(images, labels, len(entry.classes), entry.mean, entry.std, where)
-
-    def arrays(self, split, data_dir, allow_download, expected):
-        """(images uint8 NHWC, labels, description) from the first source that has them."""
+        expected = Expected(self.title, classes, sizes, entry.balanced, label_set.name if label_set else None)
+        tfds_split = dict(self.splits).get(split, split)
         searched = []
+        builder = self._prepared(data_dir, searched)
+        if builder is None and not self.stream:
+            found = self._local(split, data_dir, expected, searched)
+            if found is not None:
+                images, labels, where = found
+                return ArrayFeed(images, labels, len(classes), entry.mean, entry.std, where)
+        if builder is None:
+            builder = self._from_manual_files(data_dir, searched)
+        if builder is None:
+            builder = self._download(data_dir, download, searched)
+        if builder is None:
+            raise DataNotFoundError(self.not_found_message(searched, classes)) from None
+        where = f"tfds data in {builder.data_dir}"
+        if self.stream:
+            return streaming.StreamFeed(
+                builder, tfds_split, feature, len(classes), entry.mean, entry.std, self.image_size, where
+            )
+        images, labels = tfds_download.read_prepared(builder, tfds_split, self.image_size, feature)
+        return ArrayFeed(images, labels, len(classes), entry.mean, entry.std, where)
+
+    def _prepared(self, data_dir, searched):
+        """tfds's builder when the dataset is prepared in data_dir or tfds's default dir."""
         for tfds_dir in ([str(data_dir)] if data_dir else []) + [None]:
             builder = tfds_download.builder(self.tfds_name, tfds_dir)
             if builder is not None and tfds_download.is_prepared(builder):
-                images, labels = tfds_download.read_prepared(builder, split, self.image_size)
-                return images, labels, f"tfds data in {builder.data_dir}"
+                return builder
             searched.append(
                 f"tensorflow-datasets prepared data in {builder.data_dir if builder is not None else tfds_dir}"
             )
+        return None
 
-        if data_dir is not None:
-            found, local_searched = self._read_local(split, Path(data_dir).expanduser().resolve(), expected)
-            if found is not None:
-                return found
-            searched += local_searched
-        else:
+    def _local(self, split, data_dir, expected, searched):
+        if data_dir is None:
             searched.append("local files: none, data_dir was not given")
+            return None
+        found, local_searched = self._read_local(split, Path(data_dir).expanduser().resolve(), expected)
+        searched += local_searched
+        return found
 
-        if not allow_download:
+    def _from_manual_files(self, data_dir, searched):
+        """tfds's builder, prepared from the manual download's files under data_dir (offline)."""
+        if not self.manual:
+            return None
+        if data_dir is None:
+            searched.append(f"tfds manual download ({', '.join(self.manual)}): data_dir was not given")
+            return None
+        root = Path(data_dir).expanduser()
+        for folder in (root / "downloads" / "manual", root):
+            if all((folder / name).is_file() for name in self.manual):
+                return tfds_download.prepare_from_manual(self.tfds_name, str(root), str(folder))
+            searched.append(f"tfds manual download {', '.join(self.manual)} in {folder}")
+        return None
+
+    def _download(self, data_dir, allow_download, searched):
+        if self.host is None:
+            searched.append("tensorflow-datasets download: not possible for this dataset")
+        elif not allow_download:
             searched.append("tensorflow-datasets download: not tried, download=False")
         elif not tfds_download.host_reachable(self.host):
             searched.append(f"tensorflow-datasets download: {self.host} unreachable (offline?)")
@@ -143,23 +239,24 @@ class Files:
             builder = tfds_download.builder(self.tfds_name, str(data_dir) if data_dir else None)
             try:
                 builder.download_and_prepare()
-                images, labels = tfds_download.read_prepared(builder, split, self.image_size)
-                return images, labels, f"tfds data in {builder.data_dir}"
+                return builder
             except Exception as error:  # noqa: BLE001 - reported below, in one message
                 searched.append(f"tensorflow-datasets download: failed ({type(error).__name__}: {error})")
-        raise DataNotFoundError(self.not_found_message(searched, expected.classes)) from None
+        return None
 
     def not_found_message(self, searched, classes):
         layouts = [layout.hint(self.title, classes) for layout in self.local]
+        if self.manual:
+            layouts.append(f"tfds's manual download {', '.join(self.manual)} (in downloads/manual/ or directly)")
         layouts = layouts[0] if len(layouts) == 1 else ", ".join(layouts[:-1]) + ", or " + layouts[-1]
         places = "\n".join(f"  - {place}" for place in searched)
-        return (
-            f"dataset {self.tfds_name!r} not found. Searched:\n{places}\n"
-            f"Fix it by either:\n"
-            f"  - going online once, so tensorflow-datasets can download and prepare "
-            f"it (into data_dir, or its default data dir);\n"
-            f"  - or pointing data_dir at local files: a directory holding {layouts}."
-        )
+        fixes = [f"pointing data_dir at local files: a directory holding {layouts}."]
+        if self.host:
+            fixes.insert(0, "going online once, so tensorflow-datasets can download and prepare it "
+                            "(into data_dir, or its default data dir);")
+            fixes[1] = "or " + fixes[1]
+        fixes = "\n".join(f"  - {fix}" for fix in fixes)
+        return f"dataset {self.tfds_name!r} not found. Searched:\n{places}\nFix it by{' either' if self.host else ''}:\n{fixes}"
 
     def _read_local(self, split, data_dir, expected):
         """((images, labels, description) or None, places searched) under data_dir.
