@@ -27,7 +27,16 @@ import dataclasses
 
 from nc_keras.data.image_tree import ClassTree, TreeTarball
 from nc_keras.data.readers import SPLITS, CifarPickles, IdxFiles
-from nc_keras.data.sources import Bundled, ClassFolders, Files, LabelSet, RandomPixels
+from nc_keras.data.sources import (
+    TFDS_PREFIX,
+    Bundled,
+    ClassFolders,
+    Files,
+    LabelSet,
+    RandomPixels,
+    TfdsImages,
+    tfds_entry,
+)
 
 CIFAR10_CLASSES = (
     "airplane", "automobile", "bird", "cat", "deer",
@@ -330,9 +339,11 @@ NAMES = tuple(DATASETS)
 
 
 def get(name):
-    """The catalogue entry `name`; `ValueError` naming the known ones otherwise."""
+    """The catalogue entry `name` (or of `tfds:<name>`); `ValueError` naming the known ones otherwise."""
+    if isinstance(name, str) and name.startswith(TFDS_PREFIX):
+        return tfds_entry(name, lambda entry_name, help, source: Dataset(entry_name, help, source, input_shape=None))
     if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; expected one of {NAMES}")
+        raise ValueError(f"unknown dataset {name!r}; expected one of {NAMES}, or tfds:<name>")
     return DATASETS[name]
 
 
@@ -349,9 +360,10 @@ def check_options(entry, options):
 def info(name, data_dir=None, **options):
     """Describe dataset `name` without loading it: a `DatasetInfo`.
 
-    Only `"folder"` needs `data_dir`: its classes and sizes are read from the
-    tree, and unless `mean` and `std` are given its training split is
-    decoded (and cached) to compute them. Options are those of `load`.
+    Only `"folder"` and `tfds:<name>` read data: a folder's classes and sizes
+    come from the tree, a tfds set's from its prepared data (downloaded
+    when online), and unless `mean` and `std` are given their training split
+    is read once to compute them (cached). Options are those of `load`.
     """
     return get(name).info(data_dir, **options)
 
@@ -369,6 +381,13 @@ def describe(indent=""):
         if entry.options:
             line += " Options: " + ", ".join(f"{key}={value!r}" for key, value in entry.options.items()) + "."
         lines.append(line)
+    lines.append(
+        f"{indent}- tfds:<name>: any tensorflow-datasets image classification set (e.g. tfds:beans): "
+        "classes and sizes from its DatasetInfo, normalized with its training split's mean and std "
+        "(computed once, cached beside the data) unless mean and std are given. Options: "
+        + ", ".join(f"{key}={value!r}" for key, value in TfdsImages.options.items())
+        + ", random_labels=False."
+    )
     return "\n".join(lines)
 
 

@@ -68,16 +68,18 @@ def prepare_from_manual(name, data_dir, manual_dir):
     return built
 
 
-def read_prepared(builder, split, image_size, label_feature="label"):
-    """(images uint8 NHWC resized to `image_size`, labels int64) of a prepared split."""
+def read_prepared(builder, split, image_size, label_feature="label", image_feature="image"):
+    """(images uint8 NHWC resized to `image_size` (None: as stored), labels int64) of a prepared split."""
     import tensorflow_datasets as tfds
 
     dataset = builder.as_dataset(split=split, shuffle_files=False)
     images, labels = [], []
     for example in tfds.as_numpy(dataset.batch(4096)):
-        images.append(example["image"])
+        images.append(example[image_feature])
         labels.append(example[label_feature])
-    images = resize_like_pil(np.concatenate(images), image_size)
+    images = np.concatenate(images)
+    if image_size is not None:
+        images = resize_like_pil(images, image_size)
     return images, np.concatenate(labels).astype(np.int64)
 
 

@@ -126,8 +126,10 @@ class StreamFeed:
     when a subset or imbalance needs them) and `dataset(...)`.
     """
 
-    def __init__(self, builder, tfds_split, label_feature, num_classes, mean, std, image_size, description):
+    def __init__(self, builder, tfds_split, label_feature, num_classes, mean, std, image_size, description,
+                 image_feature="image"):
         self.builder, self.tfds_split, self.label_feature = builder, tfds_split, label_feature
+        self.image_feature = image_feature
         self.num_classes, self.mean, self.std = num_classes, mean, std
         self.image_size = int(image_size[0])
         self.description = description
@@ -137,11 +139,21 @@ class StreamFeed:
         """(index, encoded image, label) in stored order."""
         import tensorflow_datasets as tfds
 
+        image, label = self.image_feature, self.label_feature
         records = self.builder.as_dataset(
-            split=self.tfds_split, shuffle_files=False, decoders={"image": tfds.decode.SkipDecoding()}
+            split=self.tfds_split, shuffle_files=False, decoders={image: tfds.decode.SkipDecoding()}
         )
-        feature = self.label_feature
-        return records.enumerate().map(lambda i, ex: (i, ex["image"], ex[feature]))
+        return records.enumerate().map(lambda i, ex: (i, ex[image], ex[label]))
+
+    def decoded(self, train=False, batch_size=256):
+        """uint8 batches (numpy) of every example in stored order, as evaluation decodes them."""
+        import tensorflow as tf
+
+        size = self.image_size
+        images = self.records().map(lambda i, image, y: resize_and_centre_crop(image, size),
+                                    num_parallel_calls=tf.data.AUTOTUNE)
+        for batch in images.batch(batch_size).prefetch(tf.data.AUTOTUNE):
+            yield batch.numpy()
 
     @property
     def size(self):

@@ -268,3 +268,46 @@ def test_imagenet_training_crop_is_random_resized_and_flipped():
     assert 8 <= flipped <= 32  # p = 1/2, 40 draws
     assert min(areas) > 0.08 * 0.8 and max(areas) <= 1.0 and np.std(areas) > 0.05
     assert min(ratios) > 0.75 * 0.85 and max(ratios) < 4 / 3 * 1.15
+
+
+# --------------------------------------------------------------------------
+# tfds:<name>: any tensorflow-datasets image classification set
+
+
+@pytest.mark.timeout(120)
+def test_any_tfds_image_classification_set_under_mock_data(one_backend, monkeypatch, arrays):
+    import tensorflow_datasets as tfds
+
+    monkeypatch.setattr(download, "host_reachable", lambda host: True)
+    with tfds.testing.mock_data(num_examples=9):
+        info = data.info("tfds:beans")
+        images, labels = arrays(data.load("tfds:beans", "test", batch_size=4, shuffle=False))
+    assert info.class_names == ("angular_leaf_spot", "bean_rust", "healthy")
+    assert info.input_shape == (500, 500, 3) and info.split_sizes == {"train": 9, "test": 9}
+    assert images.shape == (9, 500, 500, 3) and set(labels.tolist()) <= {0, 1, 2}
+    # Normalized with the training split's own statistics (mock data: uniform pixels).
+    assert len(info.mean) == 3 and all(0.4 < m < 0.6 for m in info.mean)
+    assert all(0.25 < s < 0.33 for s in info.std)
+    raw = _raw_pixels(images, info)
+    assert np.abs(raw - np.round(raw)).max() < 5e-3 and raw.min() > -5e-3 and raw.max() < 255.005
+    # Given constants are used as they are.
+    with tfds.testing.mock_data(num_examples=9):
+        given = data.info("tfds:beans", mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+        small, _ = arrays(data.load("tfds:imagenette", "test", image_size=(64, 64), batch_size=4))
+    assert given.mean == (0.5, 0.5, 0.5) and given.std == (0.25, 0.25, 0.25)
+    # Images of different sizes: decoded per batch at image_size (resize, centre crop).
+    assert small.shape == (9, 64, 64, 3)
+
+
+def test_tfds_sets_that_are_not_image_classification_are_refused():
+    with pytest.raises(ValueError, match="tfds:coco is not an image classification dataset"):
+        data.info("tfds:coco")
+    with pytest.raises(ValueError, match="tfds:imdb_reviews is not an image classification dataset"):
+        data.load("tfds:imdb_reviews")
+    with pytest.raises(ValueError, match="tensorflow-datasets has no dataset 'no_such_set'"):
+        data.info("tfds:no_such_set")
+    with pytest.raises(ValueError, match="holds images of different sizes"):
+        data.info("tfds:imagenette")
+    with pytest.raises(ValueError, match=r"unknown option\(s\) \['label'\] for 'tfds:beans'"):
+        data.info("tfds:beans", label="fine")
+    assert "- tfds:<name>: any tensorflow-datasets image classification set" in data.describe()
