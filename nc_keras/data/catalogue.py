@@ -368,6 +368,45 @@ def info(name, data_dir=None, **options):
     return get(name).info(data_dir, **options)
 
 
+def dataset_options(options=None, random_labels=False):
+    """The options `load` and `info` get: `options` plus `random_labels=True` when asked.
+
+    Only True is passed on: a dataset whose default is True (cifar10_random)
+    keeps it unless `options` says otherwise.
+    """
+    options = dict(options or {})
+    if random_labels:
+        options["random_labels"] = True
+    return options
+
+
+def parse_dataset_options(text):
+    """"label=coarse,image_size=(224, 224)" -> {"label": "coarse", "image_size": (224, 224)}.
+
+    Values are Python literals where they parse as one (numbers, tuples,
+    True), else strings; commas inside brackets do not separate.
+    """
+    import ast
+
+    options, depth, current = {}, 0, ""
+    for char in str(text) + ",":
+        depth += char in "([{"
+        depth -= char in ")]}"
+        if char == "," and depth == 0:
+            if current.strip():
+                key, sep, value = current.partition("=")
+                if not sep or not key.strip():
+                    raise ValueError(f"dataset options: expected key=value, got {current.strip()!r}")
+                try:
+                    options[key.strip()] = ast.literal_eval(value.strip())
+                except (ValueError, SyntaxError):
+                    options[key.strip()] = value.strip()
+            current = ""
+        else:
+            current += char
+    return options
+
+
 def describe(indent=""):
     """The datasets, one line each: `name: help` and its options with defaults.
 
@@ -399,5 +438,5 @@ def _constant(values):
 __all__ = [
     "CIFAR10_CLASSES", "CIFAR10_MEAN", "CIFAR10_STD", "DATASETS", "Dataset", "DatasetInfo",
     "MNIST_CLASSES", "MNIST_MEAN", "MNIST_STD", "NAMES", "SPLITS",
-    "check_options", "describe", "get", "info",
+    "check_options", "dataset_options", "describe", "get", "info", "parse_dataset_options",
 ]  # fmt: skip

@@ -33,7 +33,20 @@ class TrainConfig:
     """Everything that defines a training run; field docs appear in `--help`."""
 
     dataset: str = dataclasses.field(
-        default="cifar10", metadata={"help": "one of " + ", ".join(data.NAMES)}
+        default="cifar10",
+        metadata={"help": "one of " + ", ".join(data.NAMES) + ", or tfds:<name> for any "
+                  "tensorflow-datasets image classification set (see nc_keras.data)"},
+    )
+    dataset_options: dict | None = dataclasses.field(
+        default=None,
+        metadata={"help": "the dataset's options, key=value pairs separated by commas, e.g. "
+                  "label=coarse (cifar100's 20 superclasses) or image_size=(224,224) (tfds:<name>)",
+                  "parse": data.parse_dataset_options},
+    )
+    random_labels: bool = dataclasses.field(
+        default=False,
+        metadata={"help": "replace every label by a seeded, balanced random assignment (Sec. 4.2); "
+                  "any dataset"},
     )
     data_dir: str | None = dataclasses.field(
         default=None,
