@@ -16,7 +16,7 @@ built (random-resized-crop 224 + flip for training, resize 256 + centre crop
 - the model: median images/s of `train_on_batch` of ResNet18 and ResNet50
   (`nc_keras.models`, ImageNet stem, 224x224x3, 1000 classes, SGD momentum
   0.9) on a fixed batch of the same size, after warm-up steps that include
-  compilation, on the current KERAS_BACKEND.
+  compilation, on the current KERAS_BACKEND (`bench_data.training_rate`).
 
 The ratio pipeline / model says how many times faster the input is
 produced than consumed (>= 1: the input pipeline is not the bottleneck).
@@ -30,7 +30,6 @@ Usage:
 
 import argparse
 import io
-import statistics
 import sys
 import tarfile
 import tempfile
@@ -42,6 +41,8 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 RESULTS = REPO_ROOT / "benchmarks" / "results" / "data.md"
+
+from bench_data import pipeline_rate, training_rate  # noqa: E402 (benchmarks/)
 
 
 def photo_like(rng, height, width):
@@ -93,42 +94,12 @@ def write_manual_download(root, images, size, classes=8, seed=0):
     return float(np.mean(sizes))
 
 
-def pipeline_rate(dataset, batches, repeats, warmup=3):
-    """Median images/s over `repeats` windows of `batches` batches."""
-    iterator = iter(dataset.repeat())
-    for _ in range(warmup):
-        next(iterator)
-    rates = []
-    for _ in range(repeats):
-        images = 0
-        start = time.perf_counter()
-        for _ in range(batches):
-            x, _ = next(iterator)
-            images += int(x.shape[0])
-        rates.append(images / (time.perf_counter() - start))
-    return statistics.median(rates)
-
-
-def model_rate(name, batch_size, steps, warmup=2):
+def model_rate(name, batch_size, steps):
     """Images/s of training steps of `name` at 224x224, 1000 classes (median step)."""
-    import keras
-
     from nc_keras import models
 
     model = getattr(models, name)(num_classes=1000, input_shape=(224, 224, 3), stem="imagenet")
-    model.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((batch_size, 224, 224, 3)).astype(np.float32)
-    y = rng.integers(0, 1000, batch_size).astype(np.int32)
-    for _ in range(warmup):
-        model.train_on_batch(x, y)
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        model.train_on_batch(x, y)
-        times.append(time.perf_counter() - start)
-    return batch_size / statistics.median(times)
+    return training_rate(batch_size, steps, model=model, input_shape=(224, 224, 3), num_classes=1000)
 
 
 def main(argv=None):
@@ -160,7 +131,7 @@ def main(argv=None):
                                       ("test: resize 256 + centre crop", "test", False)):
             dataset = data.load("imagenet", split, data_dir=root, batch_size=args.batch_size, augment=augment)
             rows.append({"what": f"pipeline, {label}",
-                         "rate": pipeline_rate(dataset, args.batches, args.repeats)})
+                         "rate": pipeline_rate(dataset, args.batches, args.repeats, warmup=3)})
     train_rate = rows[0]["rate"]
     for name in args.models.split(","):
         rate = model_rate(name, args.batch_size, args.steps)
@@ -173,7 +144,7 @@ def main(argv=None):
         f"(mean {mean_bytes / 1024:.0f} KB, quality 90) in tfds's manual-download layout, prepared by "
         f"tfds's imagenet2012 builder ({prepare:.1f} s), read back as records and decoded in the "
         f"tf.data graph; median of {args.repeats} windows of {args.batches} batches. Steps on "
-        f"{backend}: median of {args.steps} train_on_batch after 2 warm-up steps. A ratio >= 1: "
+        f"{backend}: median of {args.steps} train_on_batch after 2 warm-up steps (SGD momentum 0.9). A ratio >= 1: "
         f"the input pipeline produces images faster than the step consumes them."
     )
     publish_benchmark(
