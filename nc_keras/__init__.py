@@ -10,6 +10,8 @@ Submodules (each imported on first use, so `import nc_keras` stays light):
 - `nc_keras.callbacks`: `NeuralCollapse`, logging NC metrics in `model.fit`.
 - `nc_keras.data`: CIFAR-10, MNIST, random labels and pixels, local sources.
 - `nc_keras.ufm`: the unconstrained feature model, its optimum and solvers.
+- `nc_keras.validation`: the one rule for class counts, sizes, numbers, labels.
+- `nc_keras.io_utils`: atomic file writing.
 """
 
 import importlib
@@ -21,6 +23,8 @@ _SUBMODULES = (
     "callbacks",
     "collapse",
     "data",
+    "deprecation",
+    "io_utils",
     "layers",
     "models",
     "optimizers",
@@ -31,6 +35,7 @@ _SUBMODULES = (
     "run_folder",
     "train",
     "ufm",
+    "validation",
 )
 
 
