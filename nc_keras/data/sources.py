@@ -45,7 +45,7 @@ from nc_keras.data import download as tfds_download
 from nc_keras.data import image_tree, readers, streaming, synthetic
 from nc_keras.data.integrity import Expected
 from nc_keras.data.readers import DataNotFoundError
-from nc_keras.run_folder import write_json
+from nc_keras.io_utils import write_json
 
 
 class ArrayFeed:

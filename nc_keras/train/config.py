@@ -76,7 +76,9 @@ class TrainConfig:
     )
     stem: str = dataclasses.field(
         default="imagenet",
-        metadata={"help": "ResNet stem: imagenet (7x7 + max-pool, Sec. 4.1) or cifar (3x3, Sec. 4.3); "
+        metadata={"help": "ResNet stem: imagenet (7x7 + max-pool, Sec. 4.1), cifar (3x3, Sec. 4.3), "
+                  "or auto: the one for the dataset's input size (cifar below 128 pixels, e.g. "
+                  "32x32 and STL-10's 96x96; imagenet from 128, e.g. ImageNet's 224x224); "
                   "resnet18_adapt always has the cifar one"},
     )
     width: int | None = dataclasses.field(
@@ -187,6 +189,10 @@ class TrainConfig:
         check_loss(self.loss, self.label_smoothing, self.focal_gamma)
         data.check_class_profile(self.samples_per_class, self.imbalance_ratio)
         backend.check_replication(self.strategy, self.devices)
+        stem = self.stem
+        if stem == "auto" and self.model.startswith("resnet"):
+            options = data.dataset_options(self.dataset_options, self.random_labels)
+            stem = stem_for(data.info(self.dataset, data_dir=self.data_dir, **options).input_shape)
         rate, batch = OPTIMIZER_DEFAULTS[self.optimizer]
         return dataclasses.replace(
             self,
@@ -194,8 +200,22 @@ class TrainConfig:
             batch_size=batch if self.batch_size is None else self.batch_size,
             lambda_h=self.weight_decay if self.lambda_h is None else self.lambda_h,
             label=self.label or Path(self.output_dir).name,
-            **effective_architecture(self.model, self.stem, self.width, self.depth),
+            **effective_architecture(self.model, stem, self.width, self.depth),
         )
+
+
+AUTO_STEM_PIXELS = 128
+
+
+def stem_for(input_shape):
+    """The ResNet stem for images of `input_shape`: "cifar" below 128 pixels, else "imagenet".
+
+    The ImageNet stem divides the resolution by 4 before the first stage:
+    a 32x32 image would leave 1x1 maps in the last stage, a 224x224 one
+    7x7; the CIFAR stem keeps the resolution, which costs 16x the compute
+    at 224x224.
+    """
+    return "cifar" if min(input_shape[:2]) < AUTO_STEM_PIXELS else "imagenet"
 
 
 def effective_architecture(model, stem, width, depth):

@@ -49,7 +49,8 @@ def test_names_options_and_help_come_from_the_entries():
     assert data.DATASETS["cifar10_random"].options == {"random_labels": True}
     assert data.DATASETS["cifar100"].options == {"label": "fine", "random_labels": False}
     text = data.describe()
-    assert len(text.splitlines()) == len(data.NAMES)
+    assert len(text.splitlines()) == len(data.NAMES) + 1  # and tfds:<name>
+    assert "- tfds:<name>: " in data.load.__doc__
     for name, entry in data.DATASETS.items():
         assert f"- {name}: {entry.help}" in text  # one line each
         assert f"- {name}: " in data.load.__doc__
