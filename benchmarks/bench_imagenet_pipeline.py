@@ -7,7 +7,7 @@ built (random-resized-crop 224 + flip for training, resize 256 + centre crop
 
 - the pipeline: `--images` generated JPEGs of ImageNet's typical size
   (`--image-size`, default 500x375, quality 90, smooth content plus noise so
-  that they compress like photographs: about 100 KB each) are written in
+  that they compress like photographs: about 75 KB each) are written in
   tfds's manual-download layout, tfds's own imagenet2012 builder prepares
   them (offline), and batches of `--batch-size` are drawn from the
   training pipeline (augmented) and the evaluation pipeline, repeated,

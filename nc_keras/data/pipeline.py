@@ -3,7 +3,9 @@
 Every split is decoded once into uint8 arrays held in memory (CIFAR-10
 train: 150 MB; MNIST train at 32x32: 61 MB); the dataset holds positions
 only, and every batch is gathered from the arrays, augmented and normalized
-in one vectorized step.
+in one vectorized step. ImageNet (and `tfds:<name>` with `image_size`) is
+too large for that: its images stay encoded and are decoded per example in
+the tf.data graph (`nc_keras.data.streaming`).
 
 Subsets and randomness:
 
@@ -16,8 +18,9 @@ Subsets and randomness:
 - Imbalanced subsets: `samples_per_class=[n_0, ..., n_{K-1}]` keeps the
   first n_k of class k, `imbalance_ratio=R` the long-tailed profile
   n_k = floor(n_max (1/R)^(k/(K-1))) (`nc_keras.data.profiles`), exactly.
-- `seed` fixes the random labels (cifar10_random, random_pixels), the random
-  pixels, the shuffling order and the augmentation.
+- `seed` fixes the random labels (`random_labels=True`, cifar10_random,
+  random_pixels), the random pixels, the shuffling order and the
+  augmentation.
 - `shuffle=None` shuffles the training split only (reshuffled every epoch).
 - `epochs=range(first, last)` makes each epoch's order and augmentation a
   function of (seed, epoch) alone, so that training resumed at an epoch
@@ -90,7 +93,10 @@ def load(
         max_batches: at most this many batches of each epoch (or pass), its
             first ones; the data is not repeated to fill them (a quick
             pre-flight run of a full-size configuration).
-        **options: the dataset's options (above).
+        **options: the dataset's options (above). Every dataset takes
+            `random_labels=True`: every label replaced by a seeded,
+            balanced random assignment (Sec. 4.2), before any subset is
+            taken (so `samples_per_class` counts random classes).
 
     Returns:
         A `tf.data.Dataset` yielding `(images, labels)`: float32 of shape

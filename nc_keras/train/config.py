@@ -50,7 +50,8 @@ class TrainConfig:
     )
     data_dir: str | None = dataclasses.field(
         default=None,
-        metadata={"help": "local data (MNIST IDX files, a class-folder tree, or tfds data); see nc_keras.data"},
+        metadata={"help": "local data (IDX files, CIFAR pickles, a class-folder tree, ImageNet's "
+                  "manual download, or tfds data); see nc_keras.data"},
     )
     samples_per_class: int | list[int] | None = dataclasses.field(
         default=None,
