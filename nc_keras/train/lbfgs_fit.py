@@ -14,6 +14,7 @@ import itertools
 import keras
 
 from nc_keras import backend
+from nc_keras.backend import internals
 
 
 def fit_lbfgs(
@@ -89,8 +90,8 @@ def fit_lbfgs(
     callback_list.on_train_begin()
     epoch_logs = {}
     stream = iter(train_data) if steps_per_epoch else None
-    # BackupAndRestore sets `_initial_epoch` when it restores a run.
-    for epoch in range(model._initial_epoch or 0, epochs):
+    # Where BackupAndRestore restored a run, it resumes.
+    for epoch in range(internals.initial_epoch(model), epochs):
         callback_list.on_epoch_begin(epoch)
         position = _flat_weights(model)
         loss_sum = correct = seen = 0.0
@@ -127,7 +128,8 @@ def fit_lbfgs(
 @contextlib.contextmanager
 def _batch_statistics(model):
     """BatchNorm momentum 0 for one forward pass: moving statistics := the batch's."""
-    layers = [layer for layer in model._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization)]
+    layers = [layer for layer in internals.flatten_layers(model)
+              if isinstance(layer, keras.layers.BatchNormalization)]
     saved = [layer.momentum for layer in layers]
     for layer in layers:
         layer.momentum = 0.0
