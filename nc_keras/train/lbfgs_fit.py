@@ -45,10 +45,9 @@ def fit_lbfgs(
     training-mode forward pass with momentum 0 (which also gives the logged
     `loss` and `accuracy`). PyTorch's L-BFGS updates them at each of the
     about 20 evaluations of a batch, at weights moving towards the final
-    ones, so it keeps only 0.9^20 = 12% of older statistics; keeping 12% of
-    the previous batch's (with full-batch L-BFGS, the previous epoch's,
-    whose weights weight decay has since shrunk) made the eval-mode pass
-    swing between 33% and 100% training accuracy in a CPU run of Fig. 3.
+    ones, so it keeps only 0.9^20 = 12% of older statistics; keeping even
+    that much of the previous batch's breaks eval-mode predictions once
+    weight decay has shrunk the weights (docs/evidence/nc_optimizers_cpu).
     The loss is `loss` (a Keras loss of integer labels and logits, e.g.
     from `nc_keras.train.losses.build_loss`), cross-entropy by default.
 
