@@ -17,29 +17,32 @@ from nc_keras.run_folder import nc_history_epochs, nc_history_file
 __all__ = ["NeuralCollapse", "log_keys"]
 
 
-def _logged(validation=False, minority=False, layers=()):
+def _logged(validation=False, minority=False, layers=(), present=False):
     """(result key, log key) pairs; W-only metrics are not repeated for val_.
 
     `minority`: with the optional `collapse.MINORITY_KEYS` (a callback given
     `minority_classes`). `layers`: names of the intermediate layers
     measured; each adds the `collapse.FEATURE_ONLY_KEYS` as "nc1/<name>", ...
+    `present`: with "num_classes_present" (absent_classes="skip").
     """
     keys = collapse.METRIC_KEYS + (collapse.MINORITY_KEYS if minority else ())
+    keys += ("num_classes_present",) if present else ()
     keys += tuple(collapse.layer_key(k, name) for name in layers for k in collapse.FEATURE_ONLY_KEYS)
     return [(key, ("val_" if validation else "") + ("nc_accuracy" if key == "accuracy" else key))
             for key in keys if not (validation and key in CLASSIFIER_KEYS)]
 
 
-def log_keys(validation=False, minority=False, layers=()):
+def log_keys(validation=False, minority=False, layers=(), present=False):
     """The keys `NeuralCollapse` writes into `logs` (train, or val_ ones).
 
     The validation keys leave out the metrics of the classifier alone (nc2,
     classifier_norm_cv): they are the same for any data. `minority`: with
     the optional minority keys (a callback given `minority_classes`).
     `layers`: names of the intermediate layers measured; each adds the
-    `collapse.FEATURE_ONLY_KEYS` as "nc1/<name>", ...
+    `collapse.FEATURE_ONLY_KEYS` as "nc1/<name>", ... `present`: with
+    "num_classes_present" (a callback given absent_classes="skip").
     """
-    return [name for _, name in _logged(validation, minority, layers)]
+    return [name for _, name in _logged(validation, minority, layers, present)]
 
 
 class NeuralCollapse(keras.callbacks.Callback):
@@ -129,6 +132,15 @@ class NeuralCollapse(keras.callbacks.Callback):
         pooling: "mean" (default: maps of rank > 2 are global-average
             pooled) or "flatten" (refused above
             `nc_keras.collapse.probes.MAX_FLATTEN_WIDTH` values per sample).
+        ignore_class: a label whose samples are not measured (as in
+            `keras.losses.SparseCategoricalCrossentropy`), e.g. a padding
+            token; a sample weight of 0 in (x, y, w) data drops a sample too.
+            Sequence models (features (B, T, d), logits (B, T, K), labels
+            (B, T)) are measured at every kept position.
+        absent_classes: "nan" (default) or "skip": with classes that have
+            no sample (normal for a vocabulary), NaN for the class-mean
+            metrics, or every metric over the classes present, logged with
+            "num_classes_present" (`nc_keras.collapse.CollapseStatistics`).
 
     Returns:
         Nothing; at each epoch end it adds to `logs` the keys of `log_keys`:
@@ -138,7 +150,8 @@ class NeuralCollapse(keras.callbacks.Callback):
         means_cos_max_gap, gnc2, unc3, nc3_papyan), "val_" prefixed for
         `validation_data` except nc2 and classifier_norm_cv (W alone), the
         minority keys with `minority_classes`, and "nc1/<layer>", ... (the
-        metrics that need no classifier) for each of `layers`. Every key is
+        metrics that need no classifier) for each of `layers`, and
+        "num_classes_present" with `absent_classes="skip"`. Every key is
         there from the first epoch on, NaN on epochs not measured, so
         CSVLogger keeps all its columns.
     """
@@ -154,8 +167,14 @@ class NeuralCollapse(keras.callbacks.Callback):
     def __init__(self, train_data, validation_data=None, freq=1, max_samples=None,
                  history_dir=None, *, batch_size=256, ncc="previous",
                  tensorboard_dir=None, minority_classes=None, features=None,
-                 classifier=None, layers=(), pooling="mean"):
+                 classifier=None, layers=(), pooling="mean", ignore_class=None,
+                 absent_classes="nan"):
         super().__init__()
+        if absent_classes not in collapse.ABSENT_CLASSES:
+            raise ValueError(f"absent_classes must be one of {collapse.ABSENT_CLASSES}; "
+                             f"got {absent_classes!r}")
+        self.ignore_class = ignore_class
+        self.absent_classes = absent_classes
         self.train_data = train_data
         self.validation_data = validation_data
         self.freq = validation.count(freq, "freq")
@@ -220,9 +239,10 @@ class NeuralCollapse(keras.callbacks.Callback):
     def keys(self):
         minority = self.minority_classes is not None
         names = self._probe.layer_names if self._probe is not None else ()
-        keys = log_keys(minority=minority, layers=names)
+        present = self.absent_classes == "skip"
+        keys = log_keys(minority=minority, layers=names, present=present)
         if self.validation_data is not None:
-            keys += log_keys(validation=True, minority=minority, layers=names)
+            keys += log_keys(validation=True, minority=minority, layers=names, present=present)
         return keys
 
     def on_train_begin(self, logs=None):
@@ -284,7 +304,8 @@ class NeuralCollapse(keras.callbacks.Callback):
             if minority:
                 result.update(collapse.minority_metrics(stats, W, self.minority_classes))
             logged = {name: result[key] for key, name
-                      in _logged(bool(prefix), minority, self._probe.layer_names)}
+                      in _logged(bool(prefix), minority, self._probe.layer_names,
+                                 self.absent_classes == "skip")}
             logs.update(logged)
             saved.update({name: np.float64(value) for name, value in logged.items()})
             saved[(prefix or "train_") + "class_means"] = stats.class_means
@@ -301,7 +322,8 @@ class NeuralCollapse(keras.callbacks.Callback):
         result, stats, _ = collapse.measure(
             self._probe, data, batch_size=self.batch_size,
             max_samples=self.max_samples, ncc=self.ncc,
-            ncc_means=self._previous_means.get(prefix), predictor=self._predictor)
+            ncc_means=self._previous_means.get(prefix), predictor=self._predictor,
+            ignore_class=self.ignore_class, absent_classes=self.absent_classes)
         self._previous_means[prefix] = stats.class_means
         return result, stats
 

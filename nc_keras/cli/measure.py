@@ -61,6 +61,14 @@ def register(subparsers):
                              "pooling (mean) or flatten (default: mean)")
     add_deprecated_option(parser, "--layer-reduction", "--pooling", "pooling",
                           choices=("mean", "flatten"))
+    parser.add_argument("--absent-classes", choices=("nan", "skip"), default="nan",
+                        help="classes without a sample: NaN for the class-mean metrics "
+                             "(default), or measure the classes present (column "
+                             "num_classes_present); 'skip' suits vocabularies")
+    parser.add_argument("--ignore-class", type=int, metavar="LABEL",
+                        help="leave out samples with this label (e.g. a padding token); "
+                             "sequence models (logits (B, T, K), labels (B, T)) are "
+                             "measured at every kept position")
     parser.set_defaults(func=run)
 
 
@@ -152,11 +160,13 @@ def run(args):
                     model, data, batch_size=args.batch_size,
                     max_samples=args.max_samples, ncc=args.ncc,
                     features=args.features, classifier=args.classifier, layers=args.layers,
-                    pooling=args.pooling)
+                    pooling=args.pooling, ignore_class=args.ignore_class,
+                    absent_classes=args.absent_classes)
             except ValueError as error:
                 raise UserError(f"{path.name}: {error}") from error
             if layer_columns is None:
-                layer_columns = [key for key in result if "/" in key]
+                layer_columns = [key for key in result if "/" in key
+                                 or key == "num_classes_present"]
                 columns += layer_columns
                 writer = csv.DictWriter(handle, fieldnames=columns)
                 writer.writeheader()

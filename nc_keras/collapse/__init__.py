@@ -16,13 +16,15 @@ nc3_papyan (`formulas` gives each with its formula and citation).
 - `statistics`: the result dict (`METRIC_KEYS`) from the statistics, and
   what the two ways of getting them share; `streaming`: batch by batch
   (`CollapseStatistics`); `in_memory`: from features in memory (`metrics`).
+- `tiles`: K x K quantities of many classes in bounded memory (the tile
+  budget, `tile_budget`).
 - `probes`: which layers of a model are the classifier, the features and
   the intermediate layers measured, in any model (`probe`).
 - `passes`: running a Keras model over data (`measure_model`, and the
   building blocks of the `NeuralCollapse` callback), on one device or many.
 """
 
-from nc_keras.collapse import formulas, probes
+from nc_keras.collapse import formulas, probes, tiles
 from nc_keras.collapse.passes import (
     CHUNK_BYTES,
     NCC_MODES,
@@ -38,15 +40,19 @@ from nc_keras.collapse.passes import (
 )
 from nc_keras.collapse.in_memory import InMemoryStatistics, metrics
 from nc_keras.collapse.statistics import (
+    ABSENT_CLASSES,
     FEATURE_ONLY_KEYS,
     METRIC_KEYS,
     MINORITY_KEYS,
     minority_metrics,
 )
 from nc_keras.collapse.streaming import CollapseStatistics
+from nc_keras.collapse.tiles import DEFAULT_TILE_BYTES, tile_budget
 
 __all__ = [
+    "ABSENT_CLASSES",
     "CHUNK_BYTES",
+    "DEFAULT_TILE_BYTES",
     "FEATURE_ONLY_KEYS",
     "METRIC_KEYS",
     "MINORITY_KEYS",
@@ -66,4 +72,6 @@ __all__ = [
     "metrics",
     "minority_metrics",
     "ncc_pass",
+    "tile_budget",
+    "tiles",
 ]
