@@ -140,7 +140,7 @@ def train(config, callbacks=(), verbose="auto"):
     keras.utils.set_random_seed(config.seed)
     run_data = _load_data(config, start, replication.replicas)
     # The first write: every check that can refuse the run is behind us.
-    _start_writing(folder, config, start)
+    _start_writing(folder, config, start, run_data)
     with replication.scope:
         _fit(config, run_data, folder=folder, callbacks=callbacks, verbose=verbose)
     return _conclude(folder)
@@ -194,20 +194,28 @@ def _prepare_folder(config, process_index):
 class _RunData:
     """What `_fit` trains and measures on."""
 
-    num_classes: int
-    input_shape: tuple
+    info: object  # the dataset's `nc_keras.data.info`
     train: object  # the epochs still to train, as one stream
     steps_per_epoch: int
     train_eval: object  # NC's training set: un-augmented, in file order
     test_eval: object
+
+    @property
+    def num_classes(self):
+        return self.info.num_classes
+
+    @property
+    def input_shape(self):
+        return self.info.input_shape
 
 
 def _load_data(config, start, replicas):
     """The training stream from epoch `start` on, and the sets NC is measured on."""
     from nc_keras import data
 
-    dataset_info = data.info(config.dataset, data_dir=config.data_dir)
-    common = dict(data_dir=config.data_dir, seed=config.seed)
+    options = data.dataset_options(config.dataset_options, config.random_labels)
+    dataset_info = data.info(config.dataset, data_dir=config.data_dir, **options)
+    common = dict(data_dir=config.data_dir, seed=config.seed, **options)
     # Data-parallel steps need batches that split evenly over the replicas
     # (JAX shards each batch; several processes must take equal steps), so
     # the last, partial training batch is dropped. NC is still measured on
@@ -238,19 +246,24 @@ def _load_data(config, start, replicas):
                                              config.nc_max_samples, None, dataset_info, "test"),
         **common,
     )  # fmt: skip
-    return _RunData(dataset_info.num_classes, dataset_info.input_shape, train_data,
-                    steps_per_epoch, train_eval, test_eval)
+    return _RunData(dataset_info, train_data, steps_per_epoch, train_eval, test_eval)
 
 
-def _start_writing(folder, config, start):
+def _start_writing(folder, config, start, run_data):
     """Clears what a restart replaces, then writes config.json and versions.json."""
     if start == 0 and folder.config.exists():
         resume.start_over(folder)
     elif start > 0:
         resume.prune_tensorboard(folder.tensorboard, start)
     folder.root.mkdir(parents=True, exist_ok=True)
-    write_json(folder.config, dataclasses.asdict(config))
+    write_json(folder.config, _described(config, run_data))
     write_json(folder.versions, software_versions())
+
+
+def _described(config, run_data):
+    """config.json's content: the configuration and what the data was (a
+    tfds:<name> set's normalization is computed, not configured)."""
+    return dict(dataclasses.asdict(config), data=dataclasses.asdict(run_data.info))
 
 
 def _read_log(folder):
@@ -321,7 +334,8 @@ def _fit(config, run_data, folder, callbacks, verbose):
     from nc_keras import callbacks as nc_callbacks
 
     model = build_model(config, run_data.num_classes, run_data.input_shape)
-    write_json(folder.config, dict(dataclasses.asdict(config), built=built_architecture(model)))
+    write_json(folder.config, dict(_described(config, run_data),
+                                   built=built_architecture(model)))
     lbfgs = config.optimizer == "lbfgs"
     # Order matters: TerminateOnNaN stops at the first NaN batch;
     # NeuralCollapse writes into `logs` before the loggers read them, and
