@@ -124,7 +124,6 @@ def train_language_models(config, output_dir, verbose="auto"):
                       batch_size=config.batch_size, shuffle=True, verbose=verbose,
                       callbacks=[collapse, EpochCSVLogger(run_dir / "log.csv"),
                                  keras.callbacks.BackupAndRestore(str(run_dir / "backup"))])
-            keras.backend.clear_session()
         log = read_csv_log(run_dir / "log.csv")
         finals[width] = {key: values[-1] for key, values in log.items()}
     run_dirs = [output_dir / f"width_{width}" for width in config.widths]
