@@ -203,6 +203,9 @@ def main():
     parser.add_argument("--rhubarbwu", metavar="PATH",
                         help="a checkout of rhubarbwu/neural-collapse (the folder holding "
                              "its neural_collapse package), run beside nc_keras")
+    parser.add_argument("--sizes", metavar="KxD,...",
+                        help="the (K, d) pairs to run, e.g. 50257x256,50257x1024 "
+                             "(default: K in 1,000, 10,000, 50,257 and d in 256, 1,024)")
     parser.add_argument("--quick", action="store_true", help="small sizes, no results file")
     parser.add_argument("--no-save", action="store_true", help="do not append to the results file")
     args = parser.parse_args()
@@ -210,6 +213,8 @@ def main():
 
     peer = peer_module(args.rhubarbwu)
     sizes = QUICK_SIZES if args.quick else SIZES
+    if args.sizes:
+        sizes = [tuple(int(n) for n in size.split("x")) for size in args.sizes.split(",")]
     parts = []
     if args.part in ("all", "update"):
         parts.append(part_update(sizes, args.repeats, peer))

@@ -10,10 +10,13 @@ fly (`Rows`), so that nothing but the statistics themselves grows with K.
 The tile budget bounds the bytes of the temporaries of one tile: the
 default is `DEFAULT_TILE_BYTES` (256 MiB); `tile_budget(n)` sets another
 for the code run inside it, and `CollapseStatistics(..., tile_bytes=n)`
-for its measurements. A tile of pairs holds `_PAIR_TEMPORARIES` float64
+for its measurements. A tile of pairs holds up to about ten float64
 arrays of t x t entries at once, besides the two t x d tiles of rows they
-come from: t = 1,690 classes at the default budget for d = 1,024, whose
-(t x d)(d x t) products run at BLAS speed.
+come from; t is sized for `_PAIR_TEMPORARIES` such arrays, which leaves
+room for the K-vectors and the allocator: t = 1,589 classes at the
+default budget for d = 1,024, whose (t x d)(d x t) products run at BLAS
+speed. Measured peak of `measure()` beyond the statistics: 236 MiB at
+K = 10,000, d = 1,024 (benchmarks/bench_vocab.py).
 """
 
 import contextlib
@@ -25,9 +28,10 @@ __all__ = ["DEFAULT_TILE_BYTES", "Rows", "as_rows", "pair_tile_size", "row_tile_
            "tile_budget", "tile_bytes"]
 
 DEFAULT_TILE_BYTES = 256 * 2**20
-# The float64 t x t arrays one tile of pairs holds at once: the Gram block,
-# and the cosines, distances, terms and masks derived from it.
-_PAIR_TEMPORARIES = 10
+# The float64 t x t arrays a tile of pairs is sized for: the Gram block and
+# the cosines, distances and terms derived from it (about ten at once),
+# with room to spare (a peak of 266 MiB was measured at 10 for a 256 MiB budget).
+_PAIR_TEMPORARIES = 12
 _BUDGET = contextvars.ContextVar("nc_keras_tile_bytes", default=DEFAULT_TILE_BYTES)
 
 
