@@ -44,6 +44,7 @@ from nc_keras.collapse.statistics import (
     FEATURE_ONLY_KEYS,
     METRIC_KEYS,
     MINORITY_KEYS,
+    OOD_KEYS,
     minority_metrics,
 )
 from nc_keras.collapse.streaming import CollapseStatistics
@@ -57,6 +58,7 @@ __all__ = [
     "METRIC_KEYS",
     "MINORITY_KEYS",
     "NCC_MODES",
+    "OOD_KEYS",
     "CollapseStatistics",
     "InMemoryStatistics",
     "accumulate",

@@ -51,6 +51,7 @@ def independent(model, x, y, training=False, ncc_means=None):
         logits = h @ W.T + (0 if b is None else b)
         nearest = np.argmin(((h[:, None] - ncc_means[None]) ** 2).sum(-1), axis=1)
         result["ncc_mismatch"] = float(np.mean(nearest != logits.argmax(1)))
+        result["ncc_accuracy"] = float(np.mean(nearest == y))
     return result
 
 
