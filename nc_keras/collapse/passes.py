@@ -261,8 +261,9 @@ def _kept_rows(outputs, y, w, ignore_class):
         keep = ~ignored if keep is None else keep & ~ignored
     rows = []
     for out in outputs:
+        # Explicit widths: a process's share may be empty (-1 is then ambiguous).
         out = out.reshape(-1, out.shape[-1]) if sequence and out.ndim == 3 else out.reshape(
-            len(out), -1)
+            len(out), int(np.prod(out.shape[1:])))
         rows.append(out if keep is None else out[keep])
     return rows, (y if keep is None else y[keep])
 
