@@ -16,7 +16,7 @@ import math
 from pathlib import Path
 
 from nc_keras.describe import run_label
-from nc_keras.io_utils import atomic_writer
+from nc_keras.figures import new_figure, save_figure
 from nc_keras.run_folder import RunFolder, nc_history_epochs
 
 # Panel name -> (title, log columns tried in order, log y-axis, transform).
@@ -39,6 +39,9 @@ PANELS = {
     "test_minority_accuracy": (
         "test minority accuracy (%)", ("val_minority_accuracy",), False, lambda v: 100 * v,
     ),
+    "cdnv": ("CDNV", ("cdnv",), True, None),
+    "gnc2": ("GNC2 (log kernel)", ("gnc2",), False, None),
+    "unc3": ("UNC3 (uniform duality)", ("unc3",), True, None),
 }
 # The paper's figures: Fig. 3 (optimizers), Fig. 4 (random labels),
 # Fig. 5 (fixed classifier), minority collapse under class imbalance (Fang
@@ -51,6 +54,9 @@ LAYOUTS = {
         "nc1", "nc2", "minority_cosine", "train_accuracy", "test_accuracy", "test_minority_accuracy",
     ),
     "default": ("nc1", "nc2", "nc3", "nc4", "train_accuracy", "test_accuracy"),
+    # Token-level collapse in language models (Wu & Papyan 2024): the
+    # metrics that need no simplex ETF, since K tokens far outnumber d + 1.
+    "linguistic": ("loss", "train_accuracy", "nc1", "cdnv", "gnc2", "unc3"),
 }
 
 
@@ -85,18 +91,16 @@ def plot_runs(run_dirs, path, layout="default", labels=None, title=None):
     Returns:
         The path written.
     """
-    return _save(draw_runs(run_dirs, layout=layout, labels=labels, title=title), path)
+    return save_figure(draw_runs(run_dirs, layout=layout, labels=labels, title=title), path,
+                       dpi=120)
 
 
 def draw_runs(run_dirs, layout="default", labels=None, title=None):
-    """The matplotlib figure of `plot_runs` (arguments as there), not saved.
+    """The `matplotlib.figure.Figure` of `plot_runs` (arguments as there), not saved.
 
-    The caller closes it (`matplotlib.pyplot.close(figure)`).
+    It is not registered with pyplot: nothing to close.
     """
     import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
     from nc_keras.callbacks import read_csv_log
@@ -115,11 +119,10 @@ def draw_runs(run_dirs, layout="default", labels=None, title=None):
 
     last_epoch = max([int(max(log["epoch"])) + 1 for log in logs if log.get("epoch")] + [1])
     width = 3.2 * len(panels)
-    figure, axes = plt.subplots(
-        1, len(panels), figsize=(width, 4.2), squeeze=False, layout="constrained"
-    )
+    figure = new_figure(figsize=(width, 4.2), layout="constrained")
+    axes = figure.subplots(1, len(panels), squeeze=False)
     # One color per run in every panel, also where a run has no points.
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colors = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
     handles = {}
     for axis, panel in zip(axes[0], panels):
         panel_title, columns, log_scale, transform = PANELS[panel]
@@ -215,20 +218,6 @@ def _log_path(run):
     return csv_path
 
 
-def _save(figure, path):
-    """Writes `figure` to `path` (format by extension), closes it, returns the path."""
-    import matplotlib.pyplot as plt
-
-    path = Path(path)
-    try:
-        # Atomic, as every file of a run: an interrupted save leaves the old figure.
-        with atomic_writer(path, "wb") as out:
-            figure.savefig(out, format=path.suffix.lstrip(".") or None, dpi=120)
-    finally:
-        plt.close(figure)
-    return path
-
-
 def _layer_order(run_dir, log):
     """Measured layers in depth order: as the NC history saved them, else the log's."""
     history = RunFolder(run_dir).nc_history
@@ -267,15 +256,12 @@ def plot_depth(run_dir, path, layers=None, title=None):
     Returns:
         The path written.
     """
-    return _save(draw_depth(run_dir, layers, title), path)
+    return save_figure(draw_depth(run_dir, layers, title), path, dpi=120)
 
 
 def draw_depth(run_dir, layers=None, title=None):
     """The figure of `plot_depth` (a matplotlib Figure), not yet saved."""
     import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     from nc_keras.callbacks import read_csv_log
 
@@ -292,9 +278,9 @@ def draw_depth(run_dir, layers=None, title=None):
     epochs = [row for row in range(len(log["epoch"]))
               if isinstance(log["nc1"][row], float) and math.isfinite(log["nc1"][row])]
     width = (1.1 * len(labels) + 1.2) * len(panels) + 1.5
-    figure, axes = plt.subplots(1, len(panels), figsize=(width, 3.8), squeeze=False,
-                                layout="constrained")
-    colors = plt.get_cmap("viridis")
+    figure = new_figure(figsize=(width, 3.8), layout="constrained")
+    axes = figure.subplots(1, len(panels), squeeze=False)
+    colors = matplotlib.colormaps["viridis"]
     for axis, (metric, label, log_scale) in zip(axes[0], panels):
         columns = [f"{metric}/{name}" for name in layers] + [metric]
         values = []

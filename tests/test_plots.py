@@ -7,15 +7,13 @@ import json
 import math
 
 import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
 from nc_keras import plots, presets
 from nc_keras.callbacks import read_csv_log
 from nc_keras.cli import main
+from nc_keras.figures import new_figure
 from nc_keras.io_utils import save_npz
 from nc_keras.run_folder import RunFolder, nc_history_file
 
@@ -50,8 +48,7 @@ def smoke_figure(tmp_path):
     runs = _preset_runs(tmp_path, "fixed_etf", "smoke")
     figure = plots.draw_runs(runs, layout="fig5", title="Fixed ETF (Fig. 5): smoke preset")
     figure.canvas.draw()
-    yield figure
-    plt.close(figure)
+    return figure
 
 
 def test_the_title_names_preset_model_width_data_subset_and_epochs(smoke_figure):
@@ -108,13 +105,10 @@ def test_a_one_epoch_run_has_one_whole_epoch_tick(tmp_path):
     runs = _preset_runs(tmp_path, "fixed_etf", "paper", epochs=1)
     figure = plots.draw_runs(runs, layout="fig5")
     figure.canvas.draw()
-    try:
-        for axis in figure.axes:
-            low, high = axis.get_xlim()
-            shown = [t for t in axis.get_xticks() if low <= t <= high]
-            assert shown == [1.0], shown
-    finally:
-        plt.close(figure)
+    for axis in figure.axes:
+        low, high = axis.get_xlim()
+        shown = [t for t in axis.get_xticks() if low <= t <= high]
+        assert shown == [1.0], shown
 
 
 @pytest.mark.parametrize(
@@ -122,19 +116,16 @@ def test_a_one_epoch_run_has_one_whole_epoch_tick(tmp_path):
     [(1e-16, 0.9), (0.02, 0.9), (1.21, 1.37), (0.3, 0.31), (0.2969, 0.2988), (5.0, 5.0)],
 )
 def test_log_ticks_are_readable_at_any_range(low, high):
-    figure, axis = plt.subplots()
-    try:
-        axis.plot([1, 2], [low, high])
-        axis.set_yscale("log")
-        plots._readable_log_ticks(axis, low, high)
-        figure.canvas.draw()
-        assert _visible_labels(axis, minor=True) == []
-        labels = _visible_labels(axis)
-        assert 1 <= len(labels) <= 7, labels
-        assert all(len(label) <= 24 for label in labels), labels
-        assert len(set(labels)) == len(labels), labels  # no two ticks read the same
-    finally:
-        plt.close(figure)
+    axis = new_figure().subplots()
+    axis.plot([1, 2], [low, high])
+    axis.set_yscale("log")
+    plots._readable_log_ticks(axis, low, high)
+    axis.figure.canvas.draw()
+    assert _visible_labels(axis, minor=True) == []
+    labels = _visible_labels(axis)
+    assert 1 <= len(labels) <= 7, labels
+    assert all(len(label) <= 24 for label in labels), labels
+    assert len(set(labels)) == len(labels), labels  # no two ticks read the same
 
 
 def test_plot_runs_writes_the_figure(tmp_path):
@@ -180,21 +171,37 @@ def test_depth_profile_draws_ncc_accuracy_and_rank_when_logged(tmp_path):
     metrics = ("nc1", "ncc_accuracy", "numerical_rank")
     folder = write_run(tmp_path / "run", layers, metrics)
     log = read_csv_log(folder.log)
-    figure = plots.draw_depth(folder.root)
+    axes = plots.draw_depth(folder.root).axes
+    assert [axis.get_ylabel() for axis in axes] == [
+        "$\\mathcal{NC}_1$", "NCC accuracy", "numerical rank"]
+    for axis, metric in zip(axes, metrics):
+        # Epochs 1 and 3 measured (epoch 2 is NaN): two curves, layers then features.
+        lines = axis.get_lines()
+        assert len(lines) == 2
+        for line, row in zip(lines, (0, 2)):
+            expected = [log[f"{metric}/{name}"][row] for name in layers] + [log[metric][row]]
+            np.testing.assert_array_equal(line.get_ydata(), expected)
+    assert axes[0].get_yscale() == "log" and axes[1].get_yscale() == "linear"
+    # Logs written before NCC accuracy and rank existed: NC1 alone.
+    assert len(plots.draw_depth(write_run(tmp_path / "old", layers).root).axes) == 1
+
+
+def test_plotting_leaves_the_users_matplotlib_alone(tmp_path):
+    # A notebook's backend stays what it was, and pyplot holds no figure of ours.
+    import matplotlib.pyplot as plt
+
+    from nc_keras import ufm
+
+    before = matplotlib.get_backend()
+    matplotlib.use("svg")
     try:
-        axes = figure.axes
-        assert [axis.get_ylabel() for axis in axes] == [
-            "$\\mathcal{NC}_1$", "NCC accuracy", "numerical rank"]
-        for axis, metric in zip(axes, metrics):
-            # Epochs 1 and 3 measured (epoch 2 is NaN): two curves, layers then features.
-            lines = axis.get_lines()
-            assert len(lines) == 2
-            for line, row in zip(lines, (0, 2)):
-                expected = [log[f"{metric}/{name}"][row] for name in layers] + [log[metric][row]]
-                np.testing.assert_array_equal(line.get_ydata(), expected)
-        assert axes[0].get_yscale() == "log" and axes[1].get_yscale() == "linear"
+        runs = _preset_runs(tmp_path, "random_labels", "smoke", epochs=2)
+        plots.plot_runs(runs, tmp_path / "runs.png")
+        result = ufm.solve(3, 2, 3, method="gd", steps=5, record_metrics=False)
+        ufm.plot_trajectory(result, tmp_path / "ufm.png")
+        assert matplotlib.get_backend() == "svg"
+        assert plt.get_fignums() == []
+        assert (tmp_path / "runs.png").read_bytes()[:4] == b"\x89PNG"
+        assert (tmp_path / "ufm.png").read_bytes()[:4] == b"\x89PNG"
     finally:
-        plt.close(figure)
-    only_nc1 = plots.draw_depth(write_run(tmp_path / "old", layers).root)
-    assert len(only_nc1.axes) == 1
-    plt.close(only_nc1)
+        matplotlib.use(before)

@@ -24,12 +24,12 @@ import os
 import shutil
 from pathlib import Path
 
+from nc_keras.backend import internals
+
 # Fields a rerun may change: they name the run or say where it lives, and
 # do not change what is trained or logged.
 FREE_FIELDS = ("label", "output_dir", "coordinator", "checkpoints")
 
-# Written by keras.callbacks.BackupAndRestore next to its weights.
-_BACKUP_METADATA = "training_metadata.json"
 
 
 def check_same_run(folder, config):
@@ -60,7 +60,7 @@ def check_same_run(folder, config):
 
 def resume_epoch(folder):
     """The 0-based epoch a rerun starts at: the backup's, or 0 without one."""
-    metadata = folder.backup / _BACKUP_METADATA
+    metadata = folder.backup / internals.BACKUP_METADATA_FILE
     if not metadata.exists():
         return 0
     return int(json.loads(metadata.read_text())["epoch"])
