@@ -867,10 +867,14 @@ def neco_score(features, components, center=None):
     the span of their class means, and OOD features nearly orthogonal to
     it, so the score is near 1 for ID and lower for OOD samples (higher
     means "in distribution"). The paper writes it for h itself (c = 0, the
-    default); its code centres (and standardizes) the features with the ID
-    training data's statistics before the PCA, which `center` (the ID
-    global mean) does in part. The paper multiplies the score by the
-    maximal logit for vision transformers; multiply the result likewise.
+    default). Definitional difference: public implementations (a
+    `neco(feature_id_train, ...)` function with scikit-learn) first
+    standardize every feature with the ID training data's mean and standard
+    deviation and then fit scikit-learn's PCA, which centres; `center` (the
+    ID global mean) does the centring, not the per-feature scaling, and P
+    comes from the covariance of the raw features. The paper multiplies the
+    score by the maximal logit for vision transformers; multiply the result
+    likewise.
     Rows with h = c give NaN.
 
     Args:

@@ -39,8 +39,9 @@ class NECO:
     projection on the `num_directions` principal directions of the ID
     features' covariance Sigma_T (from the streamed statistics,
     `CollapseStatistics.principal_directions`) and c = 0, or the ID global
-    mean with `center=True` (the paper's code centres the features before
-    its PCA; the paper's formula does not).
+    mean with `center=True` (public implementations standardize and centre
+    the features before their PCA; the paper's formula does neither: see
+    `formulas.neco_score`).
 
     Args:
         model: a trained Keras model (`nc_keras.collapse.probes.probe`).
