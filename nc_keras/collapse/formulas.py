@@ -654,6 +654,9 @@ def ncc_correct(labels, features, class_means):
     ICLR 2022, "On the role of neural collapse in transfer learning";
     Rangamani et al., ICML 2023, measure it at every layer). Tiled over
     samples and classes (`nearest_class_mean`): no (N, K) array.
+    rhubarbwu's neural-collapse package counts the agreement of the NCC and
+    the linear classifier instead (`clf_ncc_agreement`, 1 - our
+    `ncc_mismatch`), not this accuracy against the labels.
     """
     return int((nearest_class_mean(features, class_means) == np.asarray(labels)).sum())
 
@@ -799,6 +802,9 @@ def numerical_rank(eigenvalues, rtol=RANK_RTOL):
     `covariance_eigenvalues`),
     i.e. its singular values; the threshold `rtol` (default `RANK_RTOL`,
     1e-3) is relative to the largest. 0 for features that are all equal.
+    numpy's `matrix_rank` default (d eps times the largest) would count the
+    directions float32 round-off fills; the tunnel-effect paper's threshold
+    is not restated here, so compare ranks across papers with care.
     """
     eigenvalues = np.asarray(eigenvalues, np.float64)
     largest = float(np.max(eigenvalues)) if eigenvalues.size else 0.0
