@@ -199,6 +199,8 @@ class NeuralCollapse(keras.callbacks.Callback):
         self.absent_classes = absent_classes
         self.train_data = train_data
         self.validation_data = validation_data
+        if ood_data is not None:
+            collapse.passes.as_unlabelled(ood_data)  # a wrong kind fails here, not after an epoch
         self.ood_data = ood_data
         self.freq = validation.count(freq, "freq")
         self.max_samples = max_samples

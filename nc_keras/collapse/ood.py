@@ -81,7 +81,7 @@ class NECO:
     def __call__(self, data, max_samples=None):
         W, b = self.probe.weights()
         scores = []
-        for outputs, _ in passes._chunks(self.probe.predictor(), passes._unlabelled(data),
+        for outputs, _ in passes._chunks(self.probe.predictor(), passes.as_unlabelled(data),
                                          self.batch_size, max_samples):
             h = outputs[0].astype(np.float64)
             score = formulas.neco_score(h, self.components, self.center)

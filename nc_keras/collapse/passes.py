@@ -27,6 +27,7 @@ __all__ = [
     "CHUNK_BYTES",
     "NCC_MODES",
     "accumulate",
+    "as_unlabelled",
     "check_ncc",
     "classifier_weights",
     "feature_extractor",
@@ -376,7 +377,7 @@ def ncc_pass(predictor, data, W, b, means, *, batch_size=256, max_samples=None,
 def _ood_means(predictor, ood_data, batch_size, max_samples, count):
     """The mean of each output's features over `ood_data` (labels unused), all processes."""
     sums, totals = None, np.zeros(count)
-    for outputs, _ in _chunks(predictor, _unlabelled(ood_data), batch_size, max_samples):
+    for outputs, _ in _chunks(predictor, as_unlabelled(ood_data), batch_size, max_samples):
         if sums is None:
             sums = [np.zeros(out.shape[1]) for out in outputs]
         for index, out in enumerate(outputs):
@@ -392,8 +393,13 @@ def _ood_means(predictor, ood_data, batch_size, max_samples, count):
     return [part / max(total, 1.0) for part, total in zip(parts[:-1], parts[-1])]
 
 
-def _unlabelled(data):
-    """OOD data as the passes read it: a bare array of inputs gets dummy labels."""
+def as_unlabelled(data):
+    """OOD data as the passes read it: a bare array of inputs gets dummy labels.
+
+    Data of the kinds `iterate_batches` reads passes through; anything else
+    but an array raises a ValueError (checked where it is given, before any
+    training).
+    """
     if _is_arrays(data) or _is_tf_dataset(data) or hasattr(data, "num_batches"):
         return data
     if not hasattr(data, "__array__"):

@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 
 from nc_keras import collapse
+from nc_keras.callbacks import NeuralCollapse
 from nc_keras.collapse import CollapseStatistics, formulas, metrics
 
 K = 4
@@ -96,6 +97,11 @@ def test_nc5_of_measure_model_equals_the_mean_absolute_cosine():
             cosines = means @ g / (np.linalg.norm(means, axis=1) * np.linalg.norm(g))
             assert result[key] == pytest.approx(np.mean(np.abs(cosines)), rel=1e-5), key
     assert "nc5" not in collapse.measure_model(model, (x, y), ncc="none")
+    # A wrong kind of OOD data fails before any training or pass.
+    with pytest.raises(ValueError, match="ood_data must be an array of inputs"):
+        NeuralCollapse((x, y), ood_data={"x": x_ood})
+    with pytest.raises(ValueError, match="ood_data must be an array of inputs"):
+        collapse.measure_model(model, (x, y), ood_data="ood.npz", ncc="none")
     # Orthogonal OOD mean: 0; a class mean along it: 1/K of the classes count 1.
     means = np.eye(4, 5)
     assert formulas.nc5(means, np.array([0, 0, 0, 0, 2.0])) == 0.0
