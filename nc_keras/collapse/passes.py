@@ -338,12 +338,12 @@ def accumulate(predictor, data, W, b=None, *, batch_size=256, max_samples=None,
         means = _per_output(ncc_means, len(outputs))
         predicted = None if W is None else formulas.classifier_predictions(outputs[0], W, b)
         stats[0].update(outputs[0], y, predictions=predicted)
-        for part, layer_stats, reference in zip(outputs, stats, means):
-            if part is not outputs[0]:
-                layer_stats.update(part, y)
+        for index, (part, part_stats, reference) in enumerate(zip(outputs, stats, means)):
+            if index:  # the layers (the features are updated above, with predictions)
+                part_stats.update(part, y)
             if reference is not None:
-                layer_stats.update_ncc(part, None, reference, labels=y,
-                                       predictions=predicted if part is outputs[0] else None)
+                part_stats.update_ncc(part, None, reference, labels=y,
+                                      predictions=None if index else predicted)
     return stats
 
 
