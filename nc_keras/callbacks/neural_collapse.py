@@ -114,8 +114,9 @@ class NeuralCollapse(keras.callbacks.Callback):
         history_dir: a directory; when given, every measurement also saves
             `nc_epoch_{epoch:04d}.npz` (epoch counted from 1) with W, b (absent
             for a classifier without bias), class means, counts and correct
-            counts ("train_" and "val_" prefixed), the logged metrics and the
-            names of the measured `layers`, in order. Read them back with
+            counts ("train_" and "val_" prefixed), the logged metrics, the
+            names of the measured `layers`, in order, and their class means
+            ("train_class_means_layer0", ...). Read them back with
             `nc_keras.callbacks.load_history`.
         batch_size: batch size for tuple data.
         ncc: how the NCC mismatch and the NCC accuracy are counted (they
@@ -335,6 +336,10 @@ class NeuralCollapse(keras.callbacks.Callback):
             logs.update(logged)
             saved.update({name: np.float64(value) for name, value in logged.items()})
             saved[(prefix or "train_") + "class_means"] = stats.class_means
+            # The layers' means too (in `layers` order): a resumed fit's
+            # "previous" references for their NCC accuracy.
+            for index, means in enumerate(self._previous_means[prefix][1:]):
+                saved[f"{prefix or 'train_'}class_means_layer{index}"] = means
             saved[(prefix or "train_") + "counts"] = stats.counts
             # Per-class accuracy = class_correct / counts (imbalanced data).
             saved[(prefix or "train_") + "class_correct"] = stats.class_correct
@@ -358,10 +363,23 @@ class NeuralCollapse(keras.callbacks.Callback):
 
 
 def _saved_means(history_dir, epoch):
-    """The class means of the last measurement saved before 0-based `epoch`, by prefix."""
+    """The class means of the last measurement saved before 0-based `epoch`, by prefix.
+
+    Each a list: the features' means, then each measured layer's (files
+    saved before the layers' were kept hold the features' alone; the
+    layers then get a second pass once).
+    """
     saved = [path for number, path in nc_history_epochs(history_dir) if number <= epoch]
     if not saved:
         return {}
+    previous = {}
     with np.load(saved[-1]) as npz:
-        return {prefix: npz[(prefix or "train_") + "class_means"]
-                for prefix in ("", "val_") if (prefix or "train_") + "class_means" in npz}
+        for prefix in ("", "val_"):
+            name = (prefix or "train_") + "class_means"
+            if name not in npz:
+                continue
+            means = [npz[name]]
+            while f"{name}_layer{len(means) - 1}" in npz:
+                means.append(npz[f"{name}_layer{len(means) - 1}"])
+            previous[prefix] = means
+    return previous

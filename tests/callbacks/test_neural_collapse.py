@@ -220,6 +220,24 @@ def test_layers_logged_to_history_csv_and_tensorboard(tmp_path):
                                        rtol=1e-6)
 
 
+def test_resumed_fit_gets_every_outputs_previous_means_from_history(tmp_path):
+    # "previous" NCC accuracy of the layers: a resumed fit must compare with
+    # the same means as an uninterrupted one, so history keeps the layers' too.
+    from nc_keras.callbacks.neural_collapse import _saved_means
+
+    x, y = toy_data()
+    model = mlp()
+    nc = NeuralCollapse((x, y), toy_data(48, seed=1), layers=[model.layers[3]],
+                        history_dir=tmp_path / "nc", batch_size=40)
+    model.fit(x, y, epochs=2, batch_size=32, verbose=0, callbacks=[nc])
+    saved = _saved_means(tmp_path / "nc", 2)
+    for prefix in ("", "val_"):
+        assert len(saved[prefix]) == len(nc._previous_means[prefix]) == 2
+        for stored, kept in zip(saved[prefix], nc._previous_means[prefix]):
+            np.testing.assert_array_equal(stored, kept)
+    assert saved[""][1].shape == (K, 16)  # the layer's width, not the features'
+
+
 def test_ood_data_logs_nc5_from_the_first_epoch(tmp_path):
     x, y = toy_data()
     x_ood = np.random.default_rng(7).uniform(2, 3, size=(30, 8)).astype("float32")
