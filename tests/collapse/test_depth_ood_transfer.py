@@ -153,6 +153,11 @@ def test_transfer_cdnv_and_few_shot_accuracy_by_hand():
     assert result["few_shot_accuracy"] == np.mean(nearest(h[query], centres) == labels[query])
     assert result["num_samples"] == keep.sum() and result["num_classes"] == 3
     assert "nc2" not in result and "accuracy" not in result
+    # The same from a tf.data pipeline with (N, 1) labels, in batches of another size.
+    batches = tf.data.Dataset.from_tensor_slices((x, y[:, None])).batch(23)
+    again = collapse.transfer_cdnv(model, batches, held_out, shots=4, layers=["hidden"])
+    for key, value in result.items():
+        assert again[key] == pytest.approx(value, rel=1e-6), key
     with pytest.raises(ValueError, match="no sample"):
         collapse.transfer_cdnv(model, (x, y), [1, 9])
     with pytest.raises(ValueError, match="shots"):
