@@ -51,12 +51,18 @@ PEER_CDNV_LIMIT = 3e10
 
 
 def median_seconds(fn, repeats):
-    times = []
+    return alternated_medians({"fn": fn}, repeats)["fn"]
+
+
+def alternated_medians(functions, repeats):
+    """Median seconds of each function, run in turn `repeats` times (load hits all alike)."""
+    times = {name: [] for name in functions}
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+        for name, fn in functions.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: float(np.median(values)) for name, values in times.items()}
 
 
 def batch(rng, K, d):
@@ -83,8 +89,9 @@ def part_update(sizes, repeats, peer):
         stats = CollapseStatistics(K, d)
         stats.update(h, y)  # the first batch sets the frame
         floor_rows = h.astype(np.float64)
-        update = median_seconds(lambda: stats.update(h, y), repeats)
-        floor = median_seconds(lambda: floor_rows.T @ floor_rows, repeats)
+        timed = alternated_medians({"update": lambda: stats.update(h, y),
+                                    "floor": lambda: floor_rows.T @ floor_rows}, 3 * repeats)
+        update, floor = timed["update"], timed["floor"]
         row = {"K": K, "d": d, "present": int(np.unique(y).size), "update_s": update,
                "floor_s": floor, "ratio": update / floor, "samples_per_s": BATCH / update,
                "peer_update_s": float("nan")}
@@ -93,7 +100,7 @@ def part_update(sizes, repeats, peer):
         rows.append(row)
         print(row, flush=True)
     notes = (f"One batch of {BATCH} float32 rows, labels uniform over K (present = classes "
-             "in the batch); medians of alternated runs. floor = float64 rows^T rows (d x d) "
+             "in the batch); medians of 3 x --repeats runs, update and floor in turn. floor = float64 rows^T rows (d x d) "
              "of the same rows; ratio = update / floor, target <= 3 at K = 50,257, d = 256 "
              "(8.4 before the per-batch cost followed the classes present). peer = "
              "rhubarbwu/neural-collapse's accumulators for the same batch, float32: means, "
@@ -199,7 +206,7 @@ def main():
     parser.add_argument("--quick", action="store_true", help="small sizes, no results file")
     parser.add_argument("--no-save", action="store_true", help="do not append to the results file")
     args = parser.parse_args()
-    from nc_keras.reporting import publish_benchmark
+    from publish import publish_benchmark  # benchmarks/publish.py
 
     peer = peer_module(args.rhubarbwu)
     sizes = QUICK_SIZES if args.quick else SIZES

@@ -10,7 +10,7 @@ CDNV, GNC2, UNC3 and the other metrics that need no simplex ETF. The
 figure draws them against epochs, one curve per width, as the paper's.
 
     python recipes/linguistic_collapse.py --preset smoke     # about a minute
-    python recipes/linguistic_collapse.py --preset cpu       # about 15 minutes, 2-core CPU
+    python recipes/linguistic_collapse.py --preset cpu       # about 40 minutes on a busy 2-core CPU
 
 Needs the `text` extra (keras-hub, tokenizers): pip install 'nc_keras[text]'.
 A run interrupted midway resumes where it stopped when started again with

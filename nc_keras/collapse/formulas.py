@@ -217,16 +217,17 @@ def projected_within(sigma_w):
 def left_singular_vectors(Hbar):
     """(U, s): the thin SVD Hbar = U S V^T's U (d, r) and s (r,), r = min(d, K).
 
-    V (K x r) is never formed. When Hbar^T (K, d) is larger than the tile
-    budget, it is reduced tile by tile to the triangular factor R of its QR
-    factorization (a tall-skinny QR: R of [R; next tile] at each step);
-    Hbar = R^T Q^T with orthonormal Q, so Hbar's singular values and left
-    singular vectors are those of R^T, to the backward stability of
-    Householder QR, the same accuracy as the SVD of Hbar itself.
+    V (K x r) is never formed. With more classes than dimensions, Hbar^T
+    (K, d) is first reduced to the triangular factor R of its QR
+    factorization, tile by tile when it is larger than the tile budget (a
+    tall-skinny QR: R of [R; next tile] at each step); Hbar = R^T Q^T with
+    orthonormal Q, so Hbar's singular values and left singular vectors are
+    those of R^T, to the backward stability of Householder QR, the accuracy
+    of the SVD of Hbar itself, at a fraction of its cost.
     """
     rows = _columns(Hbar)
     K, d = rows.shape
-    if 2 * K * d * 8 <= tiles.tile_bytes():
+    if K <= d:
         U, s, _ = np.linalg.svd(rows[0:K].T, full_matrices=False)
         return U, s
     R = None
@@ -299,17 +300,6 @@ def _pair_blocks(rows_a, rows_b=None):
             yield i, j, A @ B.T
 
 
-_UPPER = {}
-
-
-def _upper(size):
-    """Indices of the strict upper triangle of a size x size tile (cached)."""
-    if size not in _UPPER:
-        _UPPER.clear()
-        _UPPER[size] = np.triu_indices(size, 1)
-    return _UPPER[size]
-
-
 def means_pair_metrics(Hbar, class_variances=None, keys=PAIR_KEYS):
     """`PAIR_KEYS` metrics of the centred class means, from one sweep of tiles.
 
@@ -352,29 +342,39 @@ def means_pair_metrics(Hbar, class_variances=None, keys=PAIR_KEYS):
             mean_cos = (unit_sum @ unit_sum - K) / (K * (K - 1))
         for i, j, gram in _pair_blocks(rows):
             rows_i, rows_j = slice(i, i + gram.shape[0]), slice(j, j + gram.shape[1])
+            # Every term is symmetric in (k, l): a diagonal tile counts each
+            # pair twice, and its diagonal (k = l) not at all.
             if i == j:
-                upper = _upper(gram.shape[0])
-                pairs = lambda values: values[upper]  # noqa: E731 - k < l in the tile
+                weight = 0.5
+
+                def pairs(values):
+                    np.fill_diagonal(values, 0.0)
+                    return values
             else:
-                pairs = np.ravel
+                weight, pairs = 1.0, None
             if "cdnv" in keys:
-                distances = np.maximum(
-                    squared[rows_i, None] + squared[None, rows_j] - 2.0 * gram, 0.0)
+                distances = squared[rows_i, None] + squared[None, rows_j]
+                distances -= 2.0 * gram
                 spreads = class_variances[rows_i, None] + class_variances[None, rows_j]
                 # Equal means are inseparable: inf, also with zero spreads (0/0).
-                ratios = np.where(distances > 0, spreads / (2.0 * distances), np.inf)
-                sums["cdnv"] += np.sum(pairs(ratios))
+                ratios = np.divide(spreads, 2.0 * distances, out=np.full_like(spreads, np.inf),
+                                   where=distances > 0)
+                sums["cdnv"] += weight * np.sum(pairs(ratios) if pairs else ratios)
             if keys == ("cdnv",):
                 continue
-            cosines = gram / norms[rows_i, None] / norms[None, rows_j]
+            cosines = gram / norms[rows_i, None]
+            cosines /= norms[None, rows_j]
             if "gnc2" in keys:
-                sums["gnc2"] += np.sum(-0.5 * np.log(pairs(np.maximum(2.0 - 2.0 * cosines, 0.0))))
+                terms = np.maximum(2.0 - 2.0 * cosines, 0.0)
+                np.log(terms, out=terms)
+                sums["gnc2"] += -0.5 * weight * np.sum(pairs(terms) if pairs else terms)
             if "means_cos_std" in keys:
-                sums["means_cos_std"] += np.sum(pairs(cosines - mean_cos) ** 2)
-            if "means_cos_max_gap" in keys:
-                gaps = pairs(np.abs(cosines + 1.0 / (K - 1)))
-                if gaps.size:
-                    sums["means_cos_max_gap"] = np.maximum(sums["means_cos_max_gap"], np.max(gaps))
+                terms = (cosines - mean_cos) ** 2
+                sums["means_cos_std"] += weight * np.sum(pairs(terms) if pairs else terms)
+            if "means_cos_max_gap" in keys and cosines.size:
+                gaps = np.abs(cosines + 1.0 / (K - 1))
+                sums["means_cos_max_gap"] = np.maximum(
+                    sums["means_cos_max_gap"], np.max(pairs(gaps) if pairs else gaps))
     num_pairs = K * (K - 1) / 2
     out = {}
     for key in keys:

@@ -25,9 +25,16 @@ as_num_classes = validation.class_count
 as_labels = validation.labels
 
 
-def as_features(features, num_samples=None):
-    """Float64 features (N, d), with as many rows as there are labels."""
-    h = to_numpy(features, np.float64)
+def as_features(features, num_samples=None, dtype=np.float64):
+    """Features (N, d), with as many rows as there are labels.
+
+    Float64 by default; `dtype=None` keeps a NumPy floating dtype (float32
+    features are then converted once, later, with their centring) and
+    converts anything else to float64.
+    """
+    h = to_numpy(features, dtype)
+    if dtype is None and not np.issubdtype(h.dtype, np.floating):
+        h = h.astype(np.float64)
     if h.ndim != 2:
         raise ValueError(f"features must have shape (N, d); got {h.shape}")
     if num_samples is not None and h.shape[0] != num_samples:

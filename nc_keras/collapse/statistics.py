@@ -18,6 +18,10 @@ get them:
   forms S, since NC1 needs Sigma_W only in the (K-1)-dim span of the class
   means and the trace ratio only its trace; O(NdK) work.
 
+Neither forms a K x K array: the metrics read the K x d means tile by tile
+(`nc_keras.collapse.tiles`), so memory beyond the statistics stays under
+the tile budget at any K.
+
 Both keep the features in a frame h' = (h - shift) / scale, with `scale` a
 power of two (exact): streaming takes `shift` as the first batch's mean,
 so the running means are small numbers whatever the global offset, and
@@ -76,9 +80,15 @@ Outcomes for bad input (never a silent number):
 - K > d + 1 (more classes than a simplex ETF fits in d dimensions): one
   ``RuntimeWarning`` and NaN for the ETF distances (nc2, nc3,
   means_etf_error, means_cos_max_gap); every other metric is a number;
-- a class with no sample: ``RuntimeWarning`` naming it and NaN for every
-  metric that needs all class means (all but NC2, NC4, accuracy, the
-  classifier norm CV and the ranks);
+- a class with no sample (`absent_classes="nan"`, the default):
+  ``RuntimeWarning`` naming it and NaN for every metric that needs all
+  class means (all but NC2, NC4, accuracy, the classifier norm CV and
+  the ranks);
+  with `absent_classes="skip"` every metric is computed over the classes
+  that have samples (W and b restricted to their rows, K replaced by their
+  number, "num_classes_present" added), except accuracy and NCC mismatch,
+  which count the model's predictions over all K classes; fewer than two
+  classes with samples: NaN for the class-mean metrics, with a warning;
 - all class means equal up to round-off (Sigma_B = 0): NC1, NC3 and the
   class-mean extras are 0/0, reported as NaN with a ``RuntimeWarning``; so is
   NC2 (or NC3) for W = 0 (or W Hbar = 0).

@@ -90,13 +90,17 @@ class CollapseStatistics(_Statistics):
         return None if self._scatter is None else self._scatter * self.scale**2
 
     def _to_frame(self, h):
-        """h' = (h - shift) / scale; the first batch sets shift and scale."""
+        """h' = (h - shift) / scale in float64, a new array; the first batch sets shift and scale.
+
+        One pass converts (float32 features), centres and allocates; the
+        scale, a power of two, divides exactly in place.
+        """
         if self.num_samples == 0:
-            self.shift = h.mean(axis=0)
-            centred = h - self.shift
+            self.shift = h.mean(axis=0, dtype=np.float64)
+            centred = np.subtract(h, self.shift, dtype=np.float64)
             self.scale = power_of_two_above(np.abs(centred).max() or np.abs(h).max())
         else:
-            centred = h - self.shift
+            centred = np.subtract(h, self.shift, dtype=np.float64)
         centred /= self.scale
         return centred
 
@@ -115,7 +119,7 @@ class CollapseStatistics(_Statistics):
             self.
         """
         y = as_labels(labels, self.num_classes)
-        h = as_features(features, y.shape[0])
+        h = as_features(features, y.shape[0], dtype=None)  # float64 in `_to_frame`
         self._check_dim(h.shape[1])
         predicted = self._predicted(logits, predictions, y.shape[0])
         finite = finite_rows(h)

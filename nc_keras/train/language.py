@@ -73,7 +73,7 @@ def train_language_models(config, output_dir, verbose="auto"):
     every window (position 0 sees one token only, see the comment below).
     Every run folder `output_dir/width_<d>` holds `log.csv` (loss, accuracy
     and the `NeuralCollapse` keys per epoch, "num_classes_present" among
-    them), `config.json`, and, while training, `backup/` (an interrupted
+    them), `language_config.json`, and, while training, `backup/` (an interrupted
     run resumes where it stopped; finished runs are not trained again).
     Then `figure.png` (the metrics against epochs, one curve per width) and
     `summary.md` (the last epoch of each run) in `output_dir`.
@@ -104,7 +104,8 @@ def train_language_models(config, output_dir, verbose="auto"):
     for width in config.widths:
         run_dir = output_dir / f"width_{width}"
         run_dir.mkdir(parents=True, exist_ok=True)
-        write_json(run_dir / "config.json", {
+        # Not config.json: that name is `nc-keras train`'s TrainConfig.
+        write_json(run_dir / "language_config.json", {
             "label": f"d = {width}", "width": width, "vocabulary_size": vocabulary,
             "observed_tokens": observed, "training_tokens": int(w.sum()),
             "measured_tokens": int(measured.sum()),
@@ -124,13 +125,15 @@ def train_language_models(config, output_dir, verbose="auto"):
                       batch_size=config.batch_size, shuffle=True, verbose=verbose,
                       callbacks=[collapse, EpochCSVLogger(run_dir / "log.csv"),
                                  keras.callbacks.BackupAndRestore(str(run_dir / "backup"))])
-            keras.backend.clear_session()
         log = read_csv_log(run_dir / "log.csv")
         finals[width] = {key: values[-1] for key, values in log.items()}
     run_dirs = [output_dir / f"width_{width}" for width in config.widths]
     plot_runs(run_dirs, output_dir / "figure.png", layout="linguistic",
-              title=f"Token-level collapse: {observed} of {vocabulary} tokens observed, "
-                    f"{int(w.sum())} training tokens")
+              labels=[f"d = {width}" for width in config.widths],
+              title=f"Token-level collapse, GPT-2 ({config.num_layers} layers) on the standard "
+                    f"library's docstrings: {observed} of {vocabulary} BPE tokens observed, "
+                    f"{int(w.sum())} training tokens, Adam lr {config.learning_rate:g}, batch "
+                    f"{config.batch_size}, {config.epochs} epochs")
     write_text(output_dir / "summary.md", _summary(finals))
     return finals
 

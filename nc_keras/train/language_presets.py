@@ -2,7 +2,7 @@
 
 Data only. "smoke": seconds of training per width, to check the whole path;
 "cpu": three widths on 2,048 sequences of 64 tokens (131,072 training
-tokens) for 10 epochs, about 15 minutes on a 2-core CPU with the
+tokens) for 10 epochs, 40 minutes on a busy 2-core CPU with the
 TensorFlow backend. Wu & Papyan (NeurIPS 2024) train on TinyStories with
 the 50,257-token GPT-2 vocabulary, d from 64 to 1,024, on GPUs; the CPU
 presets keep a real BPE vocabulary of at least 5,000 tokens.
