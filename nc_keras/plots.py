@@ -6,9 +6,10 @@ in one row of panels, one line per run, as Figures 3-5 of the paper. Under
 the title, a line from the runs' config.json says what they are (model,
 data subset, epochs, optimizer: `nc_keras.describe`), so that a CPU-sized
 run never reads as the paper's; the legend sits below the panels, where it
-covers no curve. `plot_depth(run_dir, path)` draws NC1 against depth: the
-layers measured with `NeuralCollapse(layers=...)`, then the classifier's
-features, one curve per measured epoch.
+covers no curve. `plot_depth(run_dir, path)` draws NC1, the NCC accuracy and
+the numerical rank against depth: the layers measured with
+`NeuralCollapse(layers=...)`, then the classifier's features, one curve per
+measured epoch.
 """
 
 import math
@@ -230,12 +231,24 @@ def _layer_order(run_dir, log):
     return [key.split("/", 1)[1] for key in log if key.startswith("nc1/")]
 
 
+# `plot_depth`'s panels: (metric, axis label, log y-axis). A panel is drawn
+# when the log has the metric for the features and every layer; NC1 always.
+DEPTH_PANELS = (
+    ("nc1", "$\\mathcal{NC}_1$", True),
+    ("ncc_accuracy", "NCC accuracy", False),
+    ("numerical_rank", "numerical rank", False),
+)
+
+
 def plot_depth(run_dir, path, layers=None, title=None):
-    """NC1 (log scale) against depth, one curve per measured epoch.
+    """NC1, NCC accuracy and numerical rank against depth, one curve per measured epoch.
 
     Args:
         run_dir: a run directory with `log.csv` holding "nc1/<layer>"
-            columns (`NeuralCollapse(layers=...)`), or that CSV file.
+            columns (`NeuralCollapse(layers=...)`), or that CSV file; the
+            NCC accuracy and rank panels are drawn when it holds their
+            "ncc_accuracy/<layer>" and "numerical_rank/<layer>" columns too
+            (logs written before they existed have NC1 alone).
         path: the image file to write.
         layers: the layers in depth order; default: the order saved in the
             run's `nc_history/` (the callback's `layers`), else the CSV's.
@@ -243,6 +256,11 @@ def plot_depth(run_dir, path, layers=None, title=None):
     Returns:
         The path written.
     """
+    return save_figure(draw_depth(run_dir, layers, title), path, dpi=120)
+
+
+def draw_depth(run_dir, layers=None, title=None):
+    """The figure of `plot_depth` (a matplotlib Figure), not yet saved."""
     import matplotlib
 
     from nc_keras.callbacks import read_csv_log
@@ -254,31 +272,40 @@ def plot_depth(run_dir, path, layers=None, title=None):
     if not layers or missing:
         raise ValueError(f"{csv_path} has no nc1/<layer> column for {missing or 'any layer'}: "
                          "measure them with NeuralCollapse(layers=[...])")
-    columns = [f"nc1/{name}" for name in layers] + ["nc1"]
+    panels = [(metric, label, log_scale) for metric, label, log_scale in DEPTH_PANELS
+              if all(f"{metric}/{name}" in log for name in layers) and metric in log]
     labels = layers + ["features"]
-    measured = [row for row in range(len(log["epoch"]))
-                if all(isinstance(log[c][row], float) and log[c][row] > 0 for c in columns)]
-    width = 1.1 * len(columns) + 2.5
+    epochs = [row for row in range(len(log["epoch"]))
+              if isinstance(log["nc1"][row], float) and math.isfinite(log["nc1"][row])]
+    width = (1.1 * len(labels) + 1.2) * len(panels) + 1.5
     figure = new_figure(figsize=(width, 3.8), layout="constrained")
-    axis = figure.subplots()
+    axes = figure.subplots(1, len(panels), squeeze=False)
     colors = matplotlib.colormaps["viridis"]
-    for order, row in enumerate(measured):
-        shade = colors(order / max(len(measured) - 1, 1))
-        axis.plot(range(len(columns)), [log[c][row] for c in columns], marker="o",
-                  markersize=3, color=shade, label=f"epoch {log['epoch'][row] + 1}")
-    axis.set_yscale("log")
-    values = [log[c][row] for c in columns for row in measured]
-    if values:
-        _readable_log_ticks(axis, min(values), max(values))
-    axis.set_xticks(range(len(columns)), labels, rotation=30, ha="right")
-    axis.set_xlabel("depth")
-    axis.set_ylabel("$\\mathcal{NC}_1$")
-    axis.grid(True, which="major", alpha=0.3)
-    if measured:
-        # Right of the axis, never over a curve.
-        figure.legend(loc="outside right upper", fontsize="small", frameon=False,
-                      ncol=1 + len(measured) // 12)
+    for axis, (metric, label, log_scale) in zip(axes[0], panels):
+        columns = [f"{metric}/{name}" for name in layers] + [metric]
+        values = []
+        for order, row in enumerate(epochs):
+            points = [log[c][row] for c in columns]
+            if not all(isinstance(v, float) and math.isfinite(v) and (v > 0 or not log_scale)
+                       for v in points):
+                continue
+            values += points
+            axis.plot(range(len(columns)), points, marker="o", markersize=3,
+                      color=colors(order / max(len(epochs) - 1, 1)),
+                      label=f"epoch {log['epoch'][row] + 1}")
+        if log_scale:
+            axis.set_yscale("log")
+            if values:
+                _readable_log_ticks(axis, min(values), max(values))
+        axis.set_xticks(range(len(columns)), labels, rotation=30, ha="right")
+        axis.set_xlabel("depth")
+        axis.set_ylabel(label)
+        axis.grid(True, which="major", alpha=0.3)
+    if axes[0][0].get_lines():
+        # Right of the axes, never over a curve.
+        figure.legend(*axes[0][0].get_legend_handles_labels(), loc="outside right upper",
+                      fontsize="small", frameon=False, ncol=1 + len(epochs) // 12)
     heading = figure_title(title, [csv_path.parent])
     if heading:
         figure.suptitle(_wrap(heading, width), fontsize="medium")
-    return save_figure(figure, path, dpi=120)
+    return figure

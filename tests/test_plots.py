@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from nc_keras import plots, presets
+from nc_keras.callbacks import read_csv_log
 from nc_keras.cli import main
 from nc_keras.figures import new_figure
 from nc_keras.io_utils import save_npz
@@ -133,10 +134,11 @@ def test_plot_runs_writes_the_figure(tmp_path):
     assert path.stat().st_size > 10_000
 
 
-def write_run(root, layers):
+def write_run(root, layers, metrics=("nc1",)):
     folder = RunFolder(root)
     folder.root.mkdir()
-    columns = ["epoch", "nc1"] + [f"nc1/{name}" for name in layers]
+    columns = ["epoch"] + [key for metric in metrics
+                           for key in [metric] + [f"{metric}/{name}" for name in layers]]
     with open(folder.log, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(columns)
@@ -162,6 +164,26 @@ def test_depth_profile_from_run_folder(tmp_path, capsys):
         plots.plot_depth(folder.root, tmp_path / "x.png", layers=["nope"])
     assert main(["plot", "--layout", "depth", str(folder.root), str(folder.root)]) == 2
     assert "draws one run" in capsys.readouterr().err
+
+
+def test_depth_profile_draws_ncc_accuracy_and_rank_when_logged(tmp_path):
+    layers = ["stage_b", "stage_a"]
+    metrics = ("nc1", "ncc_accuracy", "numerical_rank")
+    folder = write_run(tmp_path / "run", layers, metrics)
+    log = read_csv_log(folder.log)
+    axes = plots.draw_depth(folder.root).axes
+    assert [axis.get_ylabel() for axis in axes] == [
+        "$\\mathcal{NC}_1$", "NCC accuracy", "numerical rank"]
+    for axis, metric in zip(axes, metrics):
+        # Epochs 1 and 3 measured (epoch 2 is NaN): two curves, layers then features.
+        lines = axis.get_lines()
+        assert len(lines) == 2
+        for line, row in zip(lines, (0, 2)):
+            expected = [log[f"{metric}/{name}"][row] for name in layers] + [log[metric][row]]
+            np.testing.assert_array_equal(line.get_ydata(), expected)
+    assert axes[0].get_yscale() == "log" and axes[1].get_yscale() == "linear"
+    # Logs written before NCC accuracy and rank existed: NC1 alone.
+    assert len(plots.draw_depth(write_run(tmp_path / "old", layers).root).axes) == 1
 
 
 def test_plotting_leaves_the_users_matplotlib_alone(tmp_path):

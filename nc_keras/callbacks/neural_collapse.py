@@ -17,22 +17,27 @@ from nc_keras.run_folder import nc_history_epochs, nc_history_file
 __all__ = ["NeuralCollapse", "log_keys"]
 
 
-def _logged(validation=False, minority=False, layers=(), present=False):
+def _logged(validation=False, minority=False, layers=(), present=False, ood=False):
     """(result key, log key) pairs; W-only metrics are not repeated for val_.
 
     `minority`: with the optional `collapse.MINORITY_KEYS` (a callback given
     `minority_classes`). `layers`: names of the intermediate layers
     measured; each adds the `collapse.FEATURE_ONLY_KEYS` as "nc1/<name>", ...
     `present`: with "num_classes_present" (absent_classes="skip").
+    `ood`: with `collapse.OOD_KEYS` ("nc5", and "nc5/<name>" per layer) for
+    the training data (a callback given `ood_data`).
     """
+    ood = ood and not validation
     keys = collapse.METRIC_KEYS + (collapse.MINORITY_KEYS if minority else ())
+    keys += collapse.OOD_KEYS if ood else ()
     keys += ("num_classes_present",) if present else ()
-    keys += tuple(collapse.layer_key(k, name) for name in layers for k in collapse.FEATURE_ONLY_KEYS)
+    feature_keys = collapse.FEATURE_ONLY_KEYS + (collapse.OOD_KEYS if ood else ())
+    keys += tuple(collapse.layer_key(k, name) for name in layers for k in feature_keys)
     return [(key, ("val_" if validation else "") + ("nc_accuracy" if key == "accuracy" else key))
             for key in keys if not (validation and key in CLASSIFIER_KEYS)]
 
 
-def log_keys(validation=False, minority=False, layers=(), present=False):
+def log_keys(validation=False, minority=False, layers=(), present=False, ood=False):
     """The keys `NeuralCollapse` writes into `logs` (train, or val_ ones).
 
     The validation keys leave out the metrics of the classifier alone (nc2,
@@ -40,9 +45,11 @@ def log_keys(validation=False, minority=False, layers=(), present=False):
     the optional minority keys (a callback given `minority_classes`).
     `layers`: names of the intermediate layers measured; each adds the
     `collapse.FEATURE_ONLY_KEYS` as "nc1/<name>", ... `present`: with
-    "num_classes_present" (a callback given absent_classes="skip").
+    "num_classes_present" (a callback given absent_classes="skip"). `ood`:
+    with "nc5" (and "nc5/<name>" per layer), for the training data only (a
+    callback given `ood_data`).
     """
-    return [name for _, name in _logged(validation, minority, layers, present)]
+    return [name for _, name in _logged(validation, minority, layers, present, ood)]
 
 
 class NeuralCollapse(keras.callbacks.Callback):
@@ -58,6 +65,13 @@ class NeuralCollapse(keras.callbacks.Callback):
     E = (I_K - 11^T/K)/sqrt(K-1): NC1 = tr(Sigma_W Sigma_B^+)/K,
     NC2 = ||W W^T/||W W^T||_F - E||_F, NC3 = ||W Hbar/||W Hbar||_F - E||_F,
     NC4 = ||b + W mu_G||_2 (Sec. 4).
+
+    With `layers`, the same pass also measures those layers' outputs: the
+    metrics that need no classifier (`nc_keras.collapse.FEATURE_ONLY_KEYS`),
+    NCC accuracy and rank included, drawn against depth by
+    `nc-keras plot --layout depth`. With `ood_data`, one more pass logs NC5
+    (Ammar et al., ICLR 2024): how far the training class means are from
+    orthogonal to the mean of the out-of-distribution features.
 
     The classifier is the layer named "classifier", else the last layer with
     a (d, K) kernel (Dense or SimplexETF, in functional and Sequential
@@ -100,12 +114,13 @@ class NeuralCollapse(keras.callbacks.Callback):
         history_dir: a directory; when given, every measurement also saves
             `nc_epoch_{epoch:04d}.npz` (epoch counted from 1) with W, b (absent
             for a classifier without bias), class means, counts and correct
-            counts ("train_" and "val_" prefixed), the logged metrics and the
-            names of the measured `layers`, in order. Read them back with
+            counts ("train_" and "val_" prefixed), the logged metrics, the
+            names of the measured `layers`, in order, and their class means
+            ("train_class_means_layer0", ...). Read them back with
             `nc_keras.callbacks.load_history`.
         batch_size: batch size for tuple data.
-        ncc: how the NCC mismatch is counted (it needs the class means of the
-            whole pass): "previous" (default) against the class means of
+        ncc: how the NCC mismatch and the NCC accuracy are counted (they
+            need the class means of the whole pass): "previous" (default) against the class means of
             this callback's previous measurement on the same data, in the
             same pass (the first measurement, with none, makes a second pass
             and is exact; a fit resumed at epoch e > 0 reads them from
@@ -141,17 +156,25 @@ class NeuralCollapse(keras.callbacks.Callback):
             no sample (normal for a vocabulary), NaN for the class-mean
             metrics, or every metric over the classes present, logged with
             "num_classes_present" (`nc_keras.collapse.CollapseStatistics`).
+        ood_data: out-of-distribution inputs (an array, or (x, y) data of
+            the kinds above, labels unused): logs
+            NC5 = (1/K) sum_k |<mu_k, mu_OOD>| / (||mu_k|| ||mu_OOD||), the
+            mean absolute cosine between the training class means and the
+            mean of the OOD features (`nc_keras.collapse.formulas.nc5`), as
+            "nc5" (and "nc5/<layer name>"); NaN on epochs not measured.
 
     Returns:
         Nothing; at each epoch end it adds to `logs` the keys of `log_keys`:
         `nc_keras.collapse.METRIC_KEYS` (nc1, nc2, nc3, nc4, ncc_mismatch,
         nc_accuracy -- the accuracy of that pass --, means_etf_error,
         means_norm_cv, classifier_norm_cv, trace_ratio, cdnv, means_cos_std,
-        means_cos_max_gap, gnc2, unc3, nc3_papyan), "val_" prefixed for
+        means_cos_max_gap, gnc2, unc3, nc3_papyan, ncc_accuracy,
+        numerical_rank, effective_rank), "val_" prefixed for
         `validation_data` except nc2 and classifier_norm_cv (W alone), the
         minority keys with `minority_classes`, and "nc1/<layer>", ... (the
         metrics that need no classifier) for each of `layers`, and
-        "num_classes_present" with `absent_classes="skip"`. Every key is
+        "num_classes_present" with `absent_classes="skip"`, "nc5" and
+        "nc5/<layer>" (training data only) with `ood_data`. Every key is
         there from the first epoch on, NaN on epochs not measured, so
         CSVLogger keeps all its columns.
     """
@@ -168,7 +191,7 @@ class NeuralCollapse(keras.callbacks.Callback):
                  history_dir=None, *, batch_size=256, ncc="previous",
                  tensorboard_dir=None, minority_classes=None, features=None,
                  classifier=None, layers=(), pooling="mean", ignore_class=None,
-                 absent_classes="nan"):
+                 absent_classes="nan", ood_data=None):
         super().__init__()
         if absent_classes not in collapse.ABSENT_CLASSES:
             raise ValueError(f"absent_classes must be one of {collapse.ABSENT_CLASSES}; "
@@ -177,6 +200,9 @@ class NeuralCollapse(keras.callbacks.Callback):
         self.absent_classes = absent_classes
         self.train_data = train_data
         self.validation_data = validation_data
+        if ood_data is not None:
+            collapse.passes.as_unlabelled(ood_data)  # a wrong kind fails here, not after an epoch
+        self.ood_data = ood_data
         self.freq = validation.count(freq, "freq")
         self.max_samples = max_samples
         self.history_dir = history_dir
@@ -240,7 +266,8 @@ class NeuralCollapse(keras.callbacks.Callback):
         minority = self.minority_classes is not None
         names = self._probe.layer_names if self._probe is not None else ()
         present = self.absent_classes == "skip"
-        keys = log_keys(minority=minority, layers=names, present=present)
+        keys = log_keys(minority=minority, layers=names, present=present,
+                        ood=self.ood_data is not None)
         if self.validation_data is not None:
             keys += log_keys(validation=True, minority=minority, layers=names, present=present)
         return keys
@@ -305,10 +332,14 @@ class NeuralCollapse(keras.callbacks.Callback):
                 result.update(collapse.minority_metrics(stats, W, self.minority_classes))
             logged = {name: result[key] for key, name
                       in _logged(bool(prefix), minority, self._probe.layer_names,
-                                 self.absent_classes == "skip")}
+                                 self.absent_classes == "skip", self.ood_data is not None)}
             logs.update(logged)
             saved.update({name: np.float64(value) for name, value in logged.items()})
             saved[(prefix or "train_") + "class_means"] = stats.class_means
+            # The layers' means too (in `layers` order): a resumed fit's
+            # "previous" references for their NCC accuracy.
+            for index, means in enumerate(self._previous_means[prefix][1:]):
+                saved[f"{prefix or 'train_'}class_means_layer{index}"] = means
             saved[(prefix or "train_") + "counts"] = stats.counts
             # Per-class accuracy = class_correct / counts (imbalanced data).
             saved[(prefix or "train_") + "class_correct"] = stats.class_correct
@@ -319,20 +350,36 @@ class NeuralCollapse(keras.callbacks.Callback):
 
     def _measure(self, prefix, data):
         # "previous" without a previous measurement is the exact two passes.
-        result, stats, _ = collapse.measure(
+        result, stats, layer_stats = collapse.measure(
             self._probe, data, batch_size=self.batch_size,
             max_samples=self.max_samples, ncc=self.ncc,
             ncc_means=self._previous_means.get(prefix), predictor=self._predictor,
-            ignore_class=self.ignore_class, absent_classes=self.absent_classes)
-        self._previous_means[prefix] = stats.class_means
+            ignore_class=self.ignore_class, absent_classes=self.absent_classes,
+            ood_data=None if prefix else self.ood_data)
+        # Features first, then each layer's: the next measurement's references.
+        self._previous_means[prefix] = [stats.class_means] + [
+            part.class_means for part in layer_stats.values()]
         return result, stats
 
 
 def _saved_means(history_dir, epoch):
-    """The class means of the last measurement saved before 0-based `epoch`, by prefix."""
+    """The class means of the last measurement saved before 0-based `epoch`, by prefix.
+
+    Each a list: the features' means, then each measured layer's (files
+    saved before the layers' were kept hold the features' alone; the
+    layers then get a second pass once).
+    """
     saved = [path for number, path in nc_history_epochs(history_dir) if number <= epoch]
     if not saved:
         return {}
+    previous = {}
     with np.load(saved[-1]) as npz:
-        return {prefix: npz[(prefix or "train_") + "class_means"]
-                for prefix in ("", "val_") if (prefix or "train_") + "class_means" in npz}
+        for prefix in ("", "val_"):
+            name = (prefix or "train_") + "class_means"
+            if name not in npz:
+                continue
+            means = [npz[name]]
+            while f"{name}_layer{len(means) - 1}" in npz:
+                means.append(npz[f"{name}_layer{len(means) - 1}"])
+            previous[prefix] = means
+    return previous

@@ -19,8 +19,9 @@ def register(subparsers):
                         help="image file to write; the extension picks the format (default: nc_runs.png)")
     parser.add_argument("--layout", default="default",
                         help=f"one of {', '.join(LAYOUTS)} (Fig. 3, 4, 5 of the paper), "
-                             f"{DEPTH_LAYOUT} (NC1 against depth of one run's measured layers, "
-                             "one curve per epoch), or a comma-separated list of panels from: "
+                             f"{DEPTH_LAYOUT} (NC1, NCC accuracy and numerical rank against depth "
+                             "of one run's measured layers, one curve per epoch; the last two "
+                             "when its log has them), or a comma-separated list of panels from: "
                              f"{', '.join(PANELS)} (default: default)")
     parser.add_argument("--labels", help="comma-separated legend entries, one per run "
                         "(default: each run's label in config.json, else its folder name)")

@@ -22,6 +22,9 @@ nc3_papyan (`formulas` gives each with its formula and citation).
   the intermediate layers measured, in any model (`probe`).
 - `passes`: running a Keras model over data (`measure_model`, and the
   building blocks of the `NeuralCollapse` callback), on one device or many.
+- `transfer`: collapse of classes the model was not trained on
+  (`transfer_cdnv`: CDNV and few-shot NCC accuracy).
+- `ood`: out-of-distribution scores from collapse (`neco_scores`, `auroc`).
 """
 
 from nc_keras.collapse import formulas, probes, tiles
@@ -44,9 +47,12 @@ from nc_keras.collapse.statistics import (
     FEATURE_ONLY_KEYS,
     METRIC_KEYS,
     MINORITY_KEYS,
+    OOD_KEYS,
     minority_metrics,
 )
+from nc_keras.collapse.ood import NECO, auroc
 from nc_keras.collapse.streaming import CollapseStatistics
+from nc_keras.collapse.transfer import transfer_cdnv
 from nc_keras.collapse.tiles import DEFAULT_TILE_BYTES, tile_budget
 
 __all__ = [
@@ -57,9 +63,12 @@ __all__ = [
     "METRIC_KEYS",
     "MINORITY_KEYS",
     "NCC_MODES",
+    "OOD_KEYS",
     "CollapseStatistics",
+    "NECO",
     "InMemoryStatistics",
     "accumulate",
+    "auroc",
     "classifier_weights",
     "feature_extractor",
     "formulas",
@@ -74,4 +83,5 @@ __all__ = [
     "ncc_pass",
     "tile_budget",
     "tiles",
+    "transfer_cdnv",
 ]

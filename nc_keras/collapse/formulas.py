@@ -14,7 +14,8 @@ the classifier W (K x d, the transpose of a Keras Dense kernel) and bias b:
     NC3 = || W Hbar / ||W Hbar||_F - E ||_F          self-duality W ~ Hbar^T
     NC4 = || b + W mu_G ||_2                         bias collapse
 
-plus Papyan et al.'s nearest-class-centre agreement (`ncc_mismatches`), the
+plus Papyan et al.'s nearest-class-centre agreement (`ncc_mismatches`) and
+accuracy (`ncc_correct`), the
 minority-collapse measures of imbalanced training (Fang et al. 2021:
 `minority_accuracy`, `minority_cosine`), and the measures the literature added since, with the directions
 m_k = (mu_k - mu_G) / ||mu_k - mu_G|| and the class variances
@@ -30,6 +31,24 @@ sigma_k^2 = (1/n_k) sum_i ||h_ki - mu_k||^2:
     gnc2              mean_{k<l} log(1 / ||m_k - m_l||) (Liu et al. 2023)
     unc3              CV_k of cos(w_k, mu_k - mu_G)     (Wu & Papyan 2024)
     nc3_papyan        || W^T/||W||_F - Hbar/||Hbar||_F ||_F   (Papyan et al. 2020)
+
+the depth measures, with Sigma_T = Sigma_W + (1/N) sum_k n_k (mu_k - mu_G)(mu_k - mu_G)^T
+the covariance of the centred features and lambda_1 >= ... >= lambda_d its
+eigenvalues (its singular values: it is symmetric positive semi-definite):
+
+    ncc_accuracy      share of samples with argmin_k ||h - mu_k|| = label
+                      (Galanti et al. 2022; Rangamani et al., ICML 2023)
+    numerical_rank    #{i : lambda_i > RANK_RTOL lambda_1}, RANK_RTOL = 1e-3
+                      (Masarczyk et al., NeurIPS 2023, "The tunnel effect")
+    effective_rank    exp(-sum_i p_i log p_i), p_i = lambda_i / sum_j lambda_j
+                      (Roy & Vetterli 2007, the entropy effective rank)
+
+and, against out-of-distribution (OOD) data with mean mu_OOD of its
+features (Ammar et al., ICLR 2024, "NECO", their NC5 and score):
+
+    nc5               mean_k |<mu_k, mu_OOD>| / (||mu_k|| ||mu_OOD||)
+    neco_score(h)     ||P h|| / ||h||, P the projection on the first d'
+                      principal directions of the in-distribution features
 
 Every function takes the statistics (numpy float64 arrays: counts, means,
 Sigma_W or its projections, class variances, W, b), never the samples
@@ -73,8 +92,16 @@ __all__ = [
     "nc2",
     "nc3",
     "nc3_papyan",
+    "auroc",
+    "covariance_eigenvalues",
+    "total_covariance",
+    "effective_rank",
     "nc4",
+    "nc5",
+    "ncc_correct",
     "ncc_mismatches",
+    "neco_score",
+    "numerical_rank",
     "nearest_class_mean",
     "norm_cv",
     "per_class_accuracy",
@@ -92,6 +119,11 @@ __all__ = [
 # The metrics of pairs of centred class means that `means_pair_metrics`
 # computes in one sweep of tiles.
 PAIR_KEYS = ("cdnv", "gnc2", "means_cos_std", "means_cos_max_gap")
+
+# `numerical_rank`'s threshold, relative to the largest eigenvalue of the
+# covariance: numpy's matrix_rank cut-off (d eps) counts directions that
+# hold 1e-12 of the variance, which float32 features fill with round-off.
+RANK_RTOL = 1e-3
 
 
 # --- Scaling and rows ---------------------------------------------------------
@@ -614,6 +646,21 @@ def nearest_class_mean(features, class_means, products=None):
     return np.argmin(distances, axis=1)
 
 
+def ncc_correct(labels, features, class_means):
+    """How many samples' nearest class mean argmin_k ||h - mu_k|| is their label.
+
+    The share of such samples is `ncc_accuracy`: the accuracy of the
+    nearest-class-centre classifier on these features (Galanti et al.,
+    ICLR 2022, "On the role of neural collapse in transfer learning";
+    Rangamani et al., ICML 2023, measure it at every layer). Tiled over
+    samples and classes (`nearest_class_mean`): no (N, K) array.
+    rhubarbwu's neural-collapse package counts the agreement of the NCC and
+    the linear classifier instead (`clf_ncc_agreement`, 1 - our
+    `ncc_mismatch`), not this accuracy against the labels.
+    """
+    return int((nearest_class_mean(features, class_means) == np.asarray(labels)).sum())
+
+
 def ncc_mismatches(predicted, features, class_means, products=None):
     """How many samples' prediction differs from their nearest class mean.
 
@@ -717,3 +764,163 @@ def minority_cosine(W, minority):
     unit = rows / norms[:, None]
     upper = np.triu_indices(rows.shape[0], k=1)
     return float((unit @ unit.T)[upper].mean())
+
+
+# --- Depth: rank of the features ------------------------------------------------
+
+
+def total_covariance(within_scatter, counts, Hbar):
+    """Sigma_T = (S + sum_k n_k (mu_k - mu_G)(mu_k - mu_G)^T) / N (d, d).
+
+    The covariance of the features centred on their global mean: the
+    within-class scatter S (d, d) plus the between-class scatter of the
+    centred means `Hbar` ((d, K), or their `Rows` (K, d)) weighted by the
+    class counts n_k, read tile by tile. S and Hbar in the same units; no
+    pass over the samples.
+    """
+    rows = _columns(Hbar)
+    counts = np.asarray(counts, np.float64)
+    total = np.array(within_scatter, dtype=np.float64, copy=True)
+    for start, tile in rows.tiles():
+        weighted = tile * np.sqrt(counts[start:start + len(tile)])[:, None]
+        total += weighted.T @ weighted
+    total /= counts.sum()
+    return (total + total.T) / 2
+
+
+def covariance_eigenvalues(covariance):
+    """The eigenvalues (= singular values) of a covariance matrix, descending, clipped at 0."""
+    return np.clip(np.linalg.eigvalsh(covariance)[::-1], 0.0, None)
+
+
+def numerical_rank(eigenvalues, rtol=RANK_RTOL):
+    """#{i : lambda_i > rtol lambda_1}: the numerical rank of the features' covariance.
+
+    The "tunnel effect" (Masarczyk et al., NeurIPS 2023) is read from it:
+    the rank of the representations falls along depth from the layer where
+    the tunnel starts. `eigenvalues`: those of Sigma_T (`total_covariance`,
+    `covariance_eigenvalues`),
+    i.e. its singular values; the threshold `rtol` (default `RANK_RTOL`,
+    1e-3) is relative to the largest. 0 for features that are all equal.
+    numpy's `matrix_rank` default (d eps times the largest) would count the
+    directions float32 round-off fills; the tunnel-effect paper's threshold
+    is not restated here, so compare ranks across papers with care.
+    """
+    eigenvalues = np.asarray(eigenvalues, np.float64)
+    largest = float(np.max(eigenvalues)) if eigenvalues.size else 0.0
+    if not largest > 0:
+        return 0.0
+    return float(np.sum(eigenvalues > rtol * largest))
+
+
+def effective_rank(eigenvalues):
+    """exp(H(p)), p_i = lambda_i / sum_j lambda_j: the entropy effective rank.
+
+    Roy & Vetterli (EUSIPCO 2007) on the eigenvalues (singular values) of
+    the features' covariance Sigma_T: d for isotropic features, 1 when all
+    the variance lies along one direction, and no threshold to choose. NaN
+    for features that are all equal.
+    """
+    eigenvalues = np.asarray(eigenvalues, np.float64)
+    total = float(np.sum(eigenvalues))
+    if not total > 0:
+        return float("nan")
+    p = eigenvalues[eigenvalues > 0] / total
+    return float(np.exp(-np.sum(p * np.log(p))))
+
+
+# --- Out-of-distribution data: NC5 and NECO ---------------------------------------
+
+
+def nc5(class_means, ood_mean):
+    """NC5 = (1/K) sum_k |<mu_k, mu_OOD>| / (||mu_k|| ||mu_OOD||) (Ammar et al., ICLR 2024).
+
+    "NECO: NEural Collapse based Out-of-distribution detection": NC5,
+    the orthogonality deviation: the mean absolute cosine between the
+    in-distribution (ID) class means mu_k (not centred) and the global mean
+    mu_OOD of the out-of-distribution features. It goes to 0 as training
+    makes the OOD features orthogonal to the ID class means. rhubarbwu's
+    neural-collapse package (`orthogonality_deviation(M, m_G_ood)`) computes
+    the same mean of |cos(mu_k, mu_OOD)| over uncentred rows; this agrees
+    with it. `class_means`: (K, d) array or `Rows`, read tile by tile;
+    rows of NaN (classes never seen) are left out. NaN when mu_OOD = 0.
+    """
+    rows = as_rows(class_means)
+    ood_mean = np.asarray(ood_mean, np.float64)
+    scale = max(largest_entry(ood_mean), 0.0)
+    if not (np.isfinite(scale) and scale > 0):
+        return float("nan")
+    ood = ood_mean / scale
+    ood /= np.linalg.norm(ood)
+    total, count = 0.0, 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for _, tile in rows.tiles():
+            tile = tile[np.isfinite(tile).all(axis=1)]
+            largest = np.max(np.abs(tile), axis=1, keepdims=True)
+            tile = tile / np.where(largest > 0, largest, 1.0)  # no overflow in the norms
+            cosines = np.abs(tile @ ood) / np.linalg.norm(tile, axis=1)
+            total += float(np.sum(cosines))
+            count += tile.shape[0]
+    return total / count if count else float("nan")
+
+
+def neco_score(features, components, center=None):
+    """NECO(h) = ||P (h - c)|| / ||h - c|| per row (Ammar et al., ICLR 2024).
+
+    P is the projection on the d' orthonormal `components` (d, d') of the
+    in-distribution features' principal subspace (`CollapseStatistics.
+    principal_directions`): under neural collapse the ID features lie in
+    the span of their class means, and OOD features nearly orthogonal to
+    it, so the score is near 1 for ID and lower for OOD samples (higher
+    means "in distribution"). The paper writes it for h itself (c = 0, the
+    default). Definitional difference: public implementations (a
+    `neco(feature_id_train, ...)` function with scikit-learn) first
+    standardize every feature with the ID training data's mean and standard
+    deviation and then fit scikit-learn's PCA, which centres; `center` (the
+    ID global mean) does the centring, not the per-feature scaling, and P
+    comes from the covariance of the raw features. The paper multiplies the
+    score by the maximal logit for vision transformers; multiply the result
+    likewise.
+    Rows with h = c give NaN.
+
+    Args:
+        features: (N, d) features.
+        components: (d, d') orthonormal columns.
+        center: (d,) subtracted first, or None.
+    Returns:
+        (N,) float64 scores in [0, 1].
+    """
+    h = np.asarray(features, np.float64)
+    if center is not None:
+        h = h - np.asarray(center, np.float64)
+    h = h / np.maximum(np.max(np.abs(h), axis=1, keepdims=True), np.finfo(float).tiny)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.linalg.norm(h @ np.asarray(components, np.float64), axis=1) / np.linalg.norm(h, axis=1)
+
+
+def auroc(scores_in, scores_out):
+    """Area under the ROC curve of `scores_in` (positives) against `scores_out`.
+
+    The probability that a random in-distribution score exceeds a random
+    OOD one, ties counting 1/2: the Mann-Whitney U statistic over n_in n_out
+    (ranks with ties averaged), O(n log n), no threshold sweep. 1 separates
+    perfectly, 0.5 is chance. NaN scores are refused.
+    """
+    scores_in = np.asarray(scores_in, np.float64).ravel()
+    scores_out = np.asarray(scores_out, np.float64).ravel()
+    if not (scores_in.size and scores_out.size):
+        raise ValueError("auroc needs at least one score of each kind")
+    both = np.concatenate([scores_in, scores_out])
+    if not np.isfinite(both).all():
+        raise ValueError("auroc: scores must be finite (drop or fix NaN scores first)")
+    order = np.argsort(both, kind="mergesort")
+    ranks = np.empty(both.size)
+    sorted_scores = both[order]
+    # Average ranks over ties (1-based).
+    starts = np.flatnonzero(np.concatenate([[True], sorted_scores[1:] != sorted_scores[:-1]]))
+    ends = np.concatenate([starts[1:], [both.size]])
+    average = (starts + ends + 1) / 2.0
+    ranks[order] = np.repeat(average, ends - starts)
+    n_in, n_out = scores_in.size, scores_out.size
+    u = ranks[:n_in].sum() - n_in * (n_in + 1) / 2.0
+    return float(u / (n_in * n_out))

@@ -1,8 +1,8 @@
 """`metrics`: neural collapse of features held in memory, exactly, in two passes.
 
-`InMemoryStatistics` never forms the d x d within-class scatter: NC1 needs
-Sigma_W only in the (K-1)-dim span of the class means, the trace ratio and
-the CDNV only its per-class traces. The result dict and the bad-input
+`InMemoryStatistics` forms the d x d within-class scatter only for the
+ranks: NC1 needs Sigma_W only in the (K-1)-dim span of the class means,
+the trace ratio and the CDNV only its per-class traces. The result dict and the bad-input
 outcomes are `nc_keras.collapse.statistics`'s.
 """
 
@@ -26,7 +26,8 @@ class InMemoryStatistics(_Statistics):
 
     NC1 needs Sigma_W only in the (K-1)-dim span of the centred means, and
     the trace ratio only its trace, so with every feature at hand the d x d
-    scatter is never formed: O(NdK) work instead of O(Nd^2). The frame has
+    scatter is formed only for the ranks (`numerical_rank`,
+    `effective_rank`: one O(Nd^2) product per measurement). The frame has
     no shift unless the global mean is far from the origin compared with
     the class means' spread (then `shift` = mu_G), and `scale` 1, or a power
     of two of the largest |mu_k - mu_G| (the unit NC1 compares the
@@ -75,8 +76,14 @@ class InMemoryStatistics(_Statistics):
         self._means = means / self.scale
         self._h, self._y = h, y
         self._within = None
+        self._scatter = None
+        # Both argmins run over tiles of samples and classes: no (N, K) array.
+        with tiles.tile_budget(self.tile_bytes):
+            nearest = formulas.nearest_class_mean(h, self.class_means)
+        self.num_ncc_labelled = y.shape[0]
+        self.num_ncc_correct = int((nearest == y).sum())
         if W is not None:
-            self._count_predictions(*as_classifier(W, b, self.num_classes, self.dim))
+            self._count_predictions(*as_classifier(W, b, self.num_classes, self.dim), nearest)
 
     def _class_means(self, h, y):
         """Counts (into `counts`) and class means relative to `shift` (K, d)."""
@@ -87,14 +94,12 @@ class InMemoryStatistics(_Statistics):
         means[present] = sums / counts[:, None]
         return means
 
-    def _count_predictions(self, W, b):
-        # Both argmins run over tiles of samples and classes: no (N, K) array.
-        h, y = self._h, self._y
+    def _count_predictions(self, W, b, nearest):
         with tiles.tile_budget(self.tile_bytes):
-            predicted = formulas.classifier_predictions(h, W, b)
-            self.num_ncc_compared = y.shape[0]
-            self._count_correct(predicted, y)
-            self.num_ncc_mismatch = formulas.ncc_mismatches(predicted, h, self.class_means)
+            predicted = formulas.classifier_predictions(self._h, W, b)
+        self.num_ncc_compared = self._y.shape[0]
+        self._count_correct(predicted, self._y)
+        self.num_ncc_mismatch = int((nearest != predicted).sum())
 
     def _centred_blocks(self):
         """Yields (h_i - mu_k) / scale for blocks of rows, with their labels.
@@ -123,6 +128,14 @@ class InMemoryStatistics(_Statistics):
             for centred, labels in self._centred_blocks():
                 self._within += class_square_sums(centred, labels, self.num_classes)
         return self._within
+
+    def _within_scatter(self):
+        # Formed only for the ranks: O(N d^2), once per measurement.
+        if self._scatter is None:
+            self._scatter = np.zeros((self.dim, self.dim))
+            for centred, _ in self._centred_blocks():
+                self._scatter += centred.T @ centred
+        return self._scatter
 
     def _within_projected(self, U):
         if self._shifted:  # far from the origin: centre each block exactly first

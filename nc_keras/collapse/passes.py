@@ -27,6 +27,7 @@ __all__ = [
     "CHUNK_BYTES",
     "NCC_MODES",
     "accumulate",
+    "as_unlabelled",
     "check_ncc",
     "classifier_weights",
     "feature_extractor",
@@ -170,7 +171,24 @@ def iterate_batches(data, batch_size=256, max_samples=None, sample_weights=False
 # Running the model: whole batches, or this process's share of each.
 
 
-def _process_outputs(predictor, data, batch_size, max_samples, ignore_class=None):
+def _select_classes(x, y, w, classes):
+    """The rows of a batch whose label is in `classes`, labels relabelled to
+    their index in it (held-out classes measured as classes 0..m-1)."""
+    y = to_numpy(y)
+    if y.ndim > 1 and not (y.ndim == 2 and y.shape[1] == 1):
+        raise ValueError(f"classes= needs integer labels (N,) or (N, 1); got shape {y.shape}")
+    y = y.reshape(-1)
+    order = np.argsort(classes, kind="stable")
+    position = np.searchsorted(classes, y, sorter=order)
+    position = np.minimum(position, len(classes) - 1)
+    keep = classes[order[position]] == y
+    rows = np.flatnonzero(keep)
+    x = keras.tree.map_structure(lambda a: to_numpy(a)[rows], x)
+    return x, order[position[keep]], None if w is None else to_numpy(w)[rows]
+
+
+def _process_outputs(predictor, data, batch_size, max_samples, ignore_class=None,
+                     classes=None):
     """Yields (outputs, labels): this process's rows of each batch.
 
     `outputs` is the list of (rows, d_i) arrays the predictor returns
@@ -184,13 +202,18 @@ def _process_outputs(predictor, data, batch_size, max_samples, ignore_class=None
     inference is per sample (BatchNorm uses its moving statistics).
 
     Samples (or, for (B, T, d) features, positions) whose sample weight is
-    0 or whose label is `ignore_class` are dropped (`_kept_rows`).
+    0 or whose label is `ignore_class` are dropped (`_kept_rows`). With
+    `classes` (an integer array), only samples labelled one of them are run,
+    labelled by their index in it (`max_samples` counts the samples read).
     """
-    import keras
-
     rank, processes = predictor.process_index, predictor.process_count
     local = predictor.local_replicas
     for x, y, w in iterate_batches(data, batch_size, max_samples, sample_weights=True):
+        if classes is not None:
+            # Every process drops the same rows: the batches stay the same everywhere.
+            x, y, w = _select_classes(x, y, w, classes)
+            if len(y) == 0:
+                continue
         if processes == 1 and local == 1:
             outputs = keras.tree.flatten(predictor.predict(x))
             yield _kept_rows([to_numpy(out) for out in outputs], y, w, ignore_class)
@@ -239,8 +262,9 @@ def _kept_rows(outputs, y, w, ignore_class):
         keep = ~ignored if keep is None else keep & ~ignored
     rows = []
     for out in outputs:
+        # Explicit widths: a process's share may be empty (-1 is then ambiguous).
         out = out.reshape(-1, out.shape[-1]) if sequence and out.ndim == 3 else out.reshape(
-            len(out), -1)
+            len(out), int(np.prod(out.shape[1:])))
         rows.append(out if keep is None else out[keep])
     return rows, (y if keep is None else y[keep])
 
@@ -250,10 +274,11 @@ def _zero_pad(rows, size):
     return np.concatenate([rows, padding])
 
 
-def _chunks(predictor, data, batch_size, max_samples, ignore_class=None):
+def _chunks(predictor, data, batch_size, max_samples, ignore_class=None, classes=None):
     """Yields (outputs, labels) numpy chunks of whole batches."""
     parts, size = [], 0
-    for outputs, y in _process_outputs(predictor, data, batch_size, max_samples, ignore_class):
+    for outputs, y in _process_outputs(predictor, data, batch_size, max_samples, ignore_class,
+                                       classes):
         parts.append((outputs, y))
         size += sum(out.nbytes for out in outputs)
         if size >= CHUNK_BYTES:
@@ -272,8 +297,20 @@ def _concatenate(parts):
 # Passes and measurements.
 
 
+def _per_output(means, count):
+    """`ncc_means` as one entry per output: (K, d) means of the features, or a list."""
+    if means is None:
+        return [None] * count
+    if isinstance(means, (list, tuple)):
+        if len(means) > count:
+            raise ValueError(f"ncc_means holds {len(means)} arrays for {count} outputs")
+        return list(means) + [None] * (count - len(means))
+    return [means] + [None] * (count - 1)
+
+
 def accumulate(predictor, data, W, b=None, *, batch_size=256, max_samples=None,
-               ncc_means=None, stats=None, ignore_class=None, absent_classes="nan"):
+               ncc_means=None, stats=None, ignore_class=None, absent_classes="nan",
+               classes=None):
     """One pass over `data`; returns a `CollapseStatistics` per output.
 
     `predictor` (a `nc_keras.backend.ShardedPredictor`, e.g.
@@ -282,38 +319,94 @@ def accumulate(predictor, data, W, b=None, *, batch_size=256, max_samples=None,
     numbers are drawn); its outputs, features first, then any intermediate
     layers, are streamed into `stats` (new ones when None), in chunks of at
     most a few batches (`CHUNK_BYTES`). Accuracy counts argmax(W h + b) for
-    the features; when `ncc_means` (K, d) is given, NCC mismatches against
-    it are counted too. Under a distribution the result covers this
-    process's share of `data` only; `gather_processes` combines the shares.
-    Samples (positions, for sequence features) labelled `ignore_class` or
-    weighted 0 are left out. The predictions argmax(W h + b) are taken
-    over tiles of classes: no (B, K) logits exist, whatever K.
+    the features (W None: not counted); `ncc_means`, the (K, d) class means
+    of the features or a list of them per output (features first, None
+    where not given), has the NCC metrics counted against them: NCC
+    mismatch (features) and NCC accuracy (every output). Under a
+    distribution the result covers this process's share of `data` only;
+    `gather_processes` combines the shares. Samples (positions, for
+    sequence features) labelled `ignore_class` or weighted 0 are left out;
+    with `classes`, only those of these classes, as classes 0..m-1. The
+    predictions argmax(W h + b) are taken over tiles of classes: no (B, K)
+    logits exist, whatever K.
     """
-    for outputs, y in _chunks(predictor, data, batch_size, max_samples, ignore_class):
+    num_classes = len(classes) if classes is not None else W.shape[0]
+    for outputs, y in _chunks(predictor, data, batch_size, max_samples, ignore_class, classes):
         if stats is None:
-            stats = [CollapseStatistics(W.shape[0], absent_classes=absent_classes)
+            stats = [CollapseStatistics(num_classes, absent_classes=absent_classes)
                      for _ in outputs]
-        predicted = formulas.classifier_predictions(outputs[0], W, b)
+        means = _per_output(ncc_means, len(outputs))
+        predicted = None if W is None else formulas.classifier_predictions(outputs[0], W, b)
         stats[0].update(outputs[0], y, predictions=predicted)
-        if ncc_means is not None:
-            stats[0].update_ncc(outputs[0], None, ncc_means, predictions=predicted)
-        for part, layer_stats in zip(outputs[1:], stats[1:]):
-            layer_stats.update(part, y)
+        for index, (part, part_stats, reference) in enumerate(zip(outputs, stats, means)):
+            if index:  # the layers (the features are updated above, with predictions)
+                part_stats.update(part, y)
+            if reference is not None:
+                part_stats.update_ncc(part, None, reference, labels=y,
+                                      predictions=None if index else predicted)
     return stats
 
 
 def ncc_pass(predictor, data, W, b, means, *, batch_size=256, max_samples=None,
-             ignore_class=None):
-    """Second pass: the exact NCC mismatch of the features against `means` (K, d).
+             ignore_class=None, classes=None):
+    """Second pass: the exact NCC metrics against final class means.
 
-    Returns a `CollapseStatistics` that holds only the NCC counts (to
-    `merge` into the first pass's).
+    `means`: the (K, d) class means of the features: returns a
+    `CollapseStatistics` holding only their NCC counts (mismatch with
+    argmax(W h + b), W not None, and accuracy), to `merge` into the first
+    pass's. Or a list with an entry per output (features first; None:
+    not counted): returns a list of such statistics.
     """
-    counted = CollapseStatistics(W.shape[0], W.shape[1])
-    for outputs, _ in _chunks(predictor, data, batch_size, max_samples, ignore_class):
-        counted.update_ncc(outputs[0], None, means,
-                           predictions=formulas.classifier_predictions(outputs[0], W, b))
-    return counted
+    several = isinstance(means, (list, tuple))
+    counted = None
+    num_classes = len(classes) if classes is not None else W.shape[0]
+    for outputs, y in _chunks(predictor, data, batch_size, max_samples, ignore_class, classes):
+        references = _per_output(means, len(outputs))
+        if counted is None:
+            counted = [CollapseStatistics(num_classes) for _ in outputs]
+        predicted = None if W is None else formulas.classifier_predictions(outputs[0], W, b)
+        for index, (part, reference) in enumerate(zip(outputs, references)):
+            if reference is not None:
+                counted[index].update_ncc(part, None, reference, labels=y,
+                                          predictions=predicted if index == 0 else None)
+    if counted is None:
+        counted = [CollapseStatistics(num_classes) for _ in _per_output(means, 1)]
+    return counted if several else counted[0]
+
+
+def _ood_means(predictor, ood_data, batch_size, max_samples, count):
+    """The mean of each output's features over `ood_data` (labels unused), all processes."""
+    sums, totals = None, np.zeros(count)
+    for outputs, _ in _chunks(predictor, as_unlabelled(ood_data), batch_size, max_samples):
+        if sums is None:
+            sums = [np.zeros(out.shape[1]) for out in outputs]
+        for index, out in enumerate(outputs):
+            finite = out[np.isfinite(out).all(axis=1)].astype(np.float64)
+            sums[index] += finite.sum(axis=0)
+            totals[index] += finite.shape[0]
+    if sums is None:
+        raise ValueError("ood_data holds no sample")
+    widths = [len(part) for part in sums]
+    rows = predictor.allgather(np.concatenate(sums + [totals])).sum(axis=0)
+    bounds = np.cumsum(widths)
+    parts = np.split(rows, bounds)
+    return [part / max(total, 1.0) for part, total in zip(parts[:-1], parts[-1])]
+
+
+def as_unlabelled(data):
+    """OOD data as the passes read it: a bare array of inputs gets dummy labels.
+
+    Data of the kinds `iterate_batches` reads passes through; anything else
+    but an array raises a ValueError (checked where it is given, before any
+    training).
+    """
+    if _is_arrays(data) or _is_tf_dataset(data) or hasattr(data, "num_batches"):
+        return data
+    if not hasattr(data, "__array__"):
+        raise ValueError("ood_data must be an array of inputs, an (x, y) tuple, a "
+                         f"tf.data.Dataset or a keras.utils.PyDataset; got {type(data).__name__}")
+    x = to_numpy(data)
+    return x, np.zeros(len(x), dtype=np.int64)
 
 
 def gather_processes(stats, allgather):
@@ -343,14 +436,25 @@ def gather_processes(stats, allgather):
 
 
 def measure(probe, data, *, batch_size=256, max_samples=None, ncc="exact",
-            ncc_means=None, predictor=None, ignore_class=None, absent_classes="nan"):
+            ncc_means=None, predictor=None, ignore_class=None, absent_classes="nan",
+            ood_data=None, classes=None):
     """Streams `data` through a `ModelProbe` and measures.
 
-    `ncc`: one of `NCC_MODES`: "previous" (against `ncc_means`, in the
-    same pass; without them, as "exact"), "exact" (a second pass against
-    the final class means) or "none" (ncc_mismatch NaN).
+    `ncc`: one of `NCC_MODES`, for the NCC mismatch and the NCC accuracy
+    of the features and of every layer: "previous" (against `ncc_means`,
+    in the same pass; an output without them gets a second pass, as
+    "exact"), "exact" (a second pass against the final class means) or
+    "none" (NaN). `ncc_means`: the features' (K, d) class means, or a list
+    with one entry per output (features, then the layers; None where
+    missing), as `class_means` of the returned statistics.
     `ignore_class`: a label whose samples (positions) are left out;
     `absent_classes`: "nan" or "skip" (`CollapseStatistics`).
+    `ood_data`: out-of-distribution data (the same kinds as `data`, or
+    an array of inputs; labels unused): adds "nc5" for the features and
+    "nc5/<layer>" (Ammar et al. 2024, `formulas.nc5`), one more pass.
+    `classes`: measure only the samples of these classes, as classes
+    0..m-1 (held-out classes, see `nc_keras.collapse.transfer_cdnv`);
+    then the classifier's metrics are NaN (it has no row for them).
     `predictor` (default: `probe.predictor()`, i.e.
     `nc_keras.backend.sharded_predictor` for the active distribution) runs
     the extractor; under data parallelism each process measures its share
@@ -365,37 +469,58 @@ def measure(probe, data, *, batch_size=256, max_samples=None, ncc="exact",
         layers.
     """
     ncc = check_ncc(ncc)
-    if ncc == "previous" and ncc_means is None:
-        ncc = "exact"  # nothing previous: the exact second pass
+    count = 1 + len(probe.layer_names)
     W, b = probe.weights()
+    if classes is not None:
+        classes = _check_classes(classes)
+        W = b = None  # the classifier has no rows for held-out classes
+    num_classes = W.shape[0] if classes is None else len(classes)
     predictor = probe.predictor() if predictor is None else predictor
-    given = ncc_means if ncc == "previous" else None
-    options = dict(batch_size=batch_size, max_samples=max_samples, ignore_class=ignore_class)
-    stats = [CollapseStatistics(*W.shape, absent_classes=absent_classes)] + [
-        CollapseStatistics(W.shape[0], absent_classes=absent_classes)
-        for _ in probe.layer_names]
+    given = _per_output(ncc_means, count) if ncc == "previous" else [None] * count
+    options = dict(batch_size=batch_size, max_samples=max_samples, ignore_class=ignore_class,
+                   classes=classes)
+    stats = [CollapseStatistics(num_classes, absent_classes=absent_classes) for _ in range(count)]
     stats = accumulate(predictor, data, W, b, ncc_means=given, stats=stats, **options)
     several = predictor.process_count > 1
     if several:
         stats = [gather_processes(part, predictor.allgather) for part in stats]
-    if ncc == "exact":
-        # Each process compares its share with the merged means.
-        counted = ncc_pass(predictor, data, W, b, stats[0].class_means, **options)
-        stats[0].merge(gather_processes(counted, predictor.allgather) if several else counted)
+    if ncc != "none" and any(means is None for means in given):
+        # The outputs without given means, against the merged final means:
+        # each process compares its share.
+        final = [part.class_means if means is None else None
+                 for part, means in zip(stats, given)]
+        counted = ncc_pass(predictor, data, W, b, final, **options)
+        for part, extra in zip(stats, counted):
+            part.merge(gather_processes(extra, predictor.allgather) if several else extra)
     result = stats[0].measure(W, b)
     layer_stats = dict(zip(probe.layer_names, stats[1:]))
     for name, part in layer_stats.items():
         values = part.measure()
         result.update({layer_key(key, name): values[key] for key in FEATURE_ONLY_KEYS})
+    if ood_data is not None:
+        ood = _ood_means(predictor, ood_data, batch_size, max_samples, count)
+        result["nc5"] = stats[0].nc5(ood[0])
+        for name, part, mean in zip(probe.layer_names, stats[1:], ood[1:]):
+            result[layer_key("nc5", name)] = part.nc5(mean)
     if "num_classes_present" in result:
         result["num_classes_present"] = result.pop("num_classes_present")  # after the layers
     return result, stats[0], layer_stats
 
 
+def _check_classes(classes):
+    """`classes` as a 1-D array of distinct integer labels (at least two)."""
+    array = np.asarray(classes)
+    if array.ndim != 1 or array.size < 2 or not np.issubdtype(array.dtype, np.integer) \
+            or len(np.unique(array)) != array.size or array.min() < 0:
+        raise ValueError(f"classes must be two or more distinct non-negative integer labels; "
+                         f"got {classes!r}")
+    return array.astype(np.int64)
+
+
 @deprecation.renamed_arguments(layer_reduction="pooling")
 def measure_model(model, data, *, features=None, classifier=None, layers=(),
                   pooling="mean", batch_size=256, max_samples=None, ncc="exact",
-                  ncc_means=None, ignore_class=None, absent_classes="nan"):
+                  ncc_means=None, ignore_class=None, absent_classes="nan", ood_data=None):
     """NC1-NC4 and the extras of a trained model on `data`, offline.
 
     With K classes, class means mu_k, global mean mu_G, centred means Hbar
@@ -418,7 +543,9 @@ def measure_model(model, data, *, features=None, classifier=None, layers=(),
             mismatch against the final class means; "previous" compares
             with `ncc_means` (K, d) (e.g. an earlier checkpoint's class
             means) in the same pass, or is "exact" without them; "none"
-            skips it (NaN).
+            skips it (NaN). The same holds for the NCC accuracy of the
+            features and of every layer (`ncc_means` may then be a list:
+            the features' means, then each layer's).
         ignore_class: a label whose samples are left out (as in
             `keras.losses.SparseCategoricalCrossentropy`): e.g. the padding
             token of a language model. A sample weight of 0 in (x, y, w)
@@ -438,6 +565,7 @@ def measure_model(model, data, *, features=None, classifier=None, layers=(),
     model_probe = probes.probe(model, features, classifier, layers, pooling)
     result, stats, _ = measure(model_probe, data, batch_size=batch_size,
                                max_samples=max_samples, ncc=ncc, ncc_means=ncc_means,
-                               ignore_class=ignore_class, absent_classes=absent_classes)
+                               ignore_class=ignore_class, absent_classes=absent_classes,
+                               ood_data=ood_data)
     result["num_samples"] = float(stats.num_samples)
     return result

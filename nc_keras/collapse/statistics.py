@@ -50,6 +50,14 @@ the statistics into the result dict (`METRIC_KEYS`): NC1-NC4 and, as extras,
   ``nc3_papyan``: the CDNV, equiangularity, maximal angles, hyperspherical
   uniformity, uniform duality and Papyan et al.'s self-duality; formulas
   and citations in `nc_keras.collapse.formulas`.
+- ``ncc_accuracy``: share of samples whose nearest class mean is their
+  label (counted as ``ncc_mismatch`` is: exact in two passes, or against
+  given means in one); it needs no classifier, so intermediate layers have
+  it too.
+- ``numerical_rank`` and ``effective_rank``: of the covariance Sigma_T of
+  the centred features, from the statistics (no pass over the samples):
+  the eigenvalues above `formulas.RANK_RTOL` (1e-3) times the largest, and
+  the exponential of their entropy.
 
 Given minority classes M (imbalanced training), `minority_metrics` adds the
 optional keys `MINORITY_KEYS` (Fang et al. 2021): ``minority_accuracy``,
@@ -74,7 +82,8 @@ Outcomes for bad input (never a silent number):
   means_etf_error, means_cos_max_gap); every other metric is a number;
 - a class with no sample (`absent_classes="nan"`, the default):
   ``RuntimeWarning`` naming it and NaN for every metric that needs all
-  class means (all but NC2, NC4, accuracy and the classifier norm CV);
+  class means (all but NC2, NC4, accuracy, the classifier norm CV and
+  the ranks);
   with `absent_classes="skip"` every metric is computed over the classes
   that have samples (W and b restricted to their rows, K replaced by their
   number, "num_classes_present" added), except accuracy and NCC mismatch,
@@ -93,7 +102,8 @@ from nc_keras.collapse import formulas, tiles
 from nc_keras.collapse.inputs import as_classifier, as_num_classes, to_numpy
 
 __all__ = [
-    "ABSENT_CLASSES", "CLASSIFIER_KEYS", "FEATURE_ONLY_KEYS", "METRIC_KEYS", "MINORITY_KEYS", "class_square_sums",
+    "ABSENT_CLASSES", "CLASSIFIER_KEYS", "FEATURE_ONLY_KEYS", "METRIC_KEYS", "MINORITY_KEYS", "OOD_KEYS",
+    "class_square_sums",
     "class_sums", "minority_metrics", "power_of_two_above",
 ]  # fmt: skip
 
@@ -115,19 +125,24 @@ METRIC_KEYS = (
     "gnc2",
     "unc3",
     "nc3_papyan",
+    "ncc_accuracy",
+    "numerical_rank",
+    "effective_rank",
 )
 # The keys that depend on the features alone, not on W or b: what
 # intermediate layers are measured by (`measure()` without a classifier).
 # Every new feature-only metric belongs here too.
 FEATURE_ONLY_KEYS = (
     "nc1", "means_etf_error", "means_norm_cv", "trace_ratio", "cdnv", "means_cos_std",
-    "means_cos_max_gap", "gnc2",
+    "means_cos_max_gap", "gnc2", "ncc_accuracy", "numerical_rank", "effective_rank",
 )  # fmt: skip
 
 # The keys that depend on the classifier W alone, not on the features.
 CLASSIFIER_KEYS = ("nc2", "classifier_norm_cv", "minority_cosine")
 # The optional keys of a result dict given minority classes (imbalanced data).
 MINORITY_KEYS = ("minority_accuracy", "minority_cosine")
+# The optional keys given out-of-distribution data (Ammar et al. 2024).
+OOD_KEYS = ("nc5",)
 
 # What a measurement does with classes that have no sample: NaN for the
 # metrics that need every class mean, or measure the classes present.
@@ -210,7 +225,7 @@ class _Statistics:
     """
 
     _COUNTERS = ("num_nonfinite", "num_predicted", "num_correct",
-                 "num_ncc_compared", "num_ncc_mismatch")
+                 "num_ncc_compared", "num_ncc_mismatch", "num_ncc_labelled", "num_ncc_correct")
 
     def __init__(self, num_classes, absent_classes="nan", tile_bytes=None):
         self.num_classes = as_num_classes(num_classes)
@@ -230,6 +245,8 @@ class _Statistics:
         self.num_correct = 0
         self.num_ncc_compared = 0
         self.num_ncc_mismatch = 0
+        self.num_ncc_labelled = 0  # samples whose nearest class mean was found
+        self.num_ncc_correct = 0  # ... and is their label
         # Per-class correct predictions c_k, for per-class accuracies.
         self.class_correct = np.zeros(self.num_classes, dtype=np.int64)
 
@@ -261,6 +278,52 @@ class _Statistics:
     def _within_projected(self, U):
         """diag(U^T Sigma_W' U) for orthonormal columns U (d, r), frame units."""
         raise NotImplementedError
+
+    def _within_scatter(self):
+        """S = sum_k sum_i (h'_ki - mu'_k)(h'_ki - mu'_k)^T (d, d), frame units."""
+        raise NotImplementedError
+
+    def covariance(self):
+        """Sigma_T (d, d): the covariance of the features centred on their mean, their units.
+
+        From the within-class scatter and the class means
+        (`formulas.total_covariance`): no pass over the samples.
+        """
+        mu_G = formulas.global_mean(self.counts, self._means)
+        sigma = formulas.total_covariance(self._within_scatter(), self.counts,
+                                          tiles.Rows(self._means, offset=mu_G))
+        return sigma * self.scale**2
+
+    def global_mean(self):
+        """mu_G (d,), the mean of all features, in their units."""
+        return self.shift + self.scale * formulas.global_mean(self.counts, self._means)
+
+    def principal_directions(self, num_directions=None):
+        """(d, d') orthonormal principal directions of the features, by decreasing variance.
+
+        The eigenvectors of `covariance()`; `num_directions` d' defaults to
+        the numbers of classes present minus one, the span of the centred
+        class means under neural collapse (what `formulas.neco_score`
+        projects on).
+        """
+        if num_directions is None:
+            num_directions = max(int(np.sum(self.counts > 0)) - 1, 1)
+        num_directions = int(num_directions)
+        if not 1 <= num_directions <= self.dim:
+            raise ValueError(f"num_directions must be in [1, {self.dim}]; got {num_directions}")
+        _, vectors = np.linalg.eigh(self.covariance())
+        return vectors[:, ::-1][:, :num_directions]
+
+    def nc5(self, ood_mean):
+        """NC5 of these (in-distribution) class means against the OOD features' mean.
+
+        `formulas.nc5` (Ammar et al., ICLR 2024): mean over the classes with
+        samples of |cos(mu_k, mu_OOD)|; `ood_mean` (d,) in the features' units.
+        """
+        seen = np.flatnonzero(self.counts)
+        # Rows proportional to shift + scale mu'_k (cosines ignore the scale).
+        return formulas.nc5(tiles.Rows(self._means, index=seen, offset=-self.shift / self.scale),
+                            np.asarray(ood_mean, np.float64))
 
     def within_trace(self):
         """tr(Sigma_W), in the frame's units (features / scale)."""
@@ -329,6 +392,12 @@ class _Statistics:
             return out
 
         mu_G = formulas.global_mean(self.counts, self._means)  # frame units
+        # The rank needs no class mean but the features': absent classes
+        # (n_k = 0) add nothing to Sigma_T.
+        eigenvalues = formulas.covariance_eigenvalues(formulas.total_covariance(
+            self._within_scatter(), self.counts, tiles.Rows(self._means, offset=mu_G)))
+        out["numerical_rank"] = formulas.numerical_rank(eigenvalues)
+        out["effective_rank"] = formulas.effective_rank(eigenvalues)
         if predicts:
             out["nc4"] = formulas.nc4(W, b, self.shift + self.scale * mu_G)
         empty = np.flatnonzero(self.counts == 0)
@@ -336,12 +405,14 @@ class _Statistics:
             warnings.warn(
                 f"class(es) {empty[:10].tolist()}"
                 f"{f' and {empty.size - 10} more' if empty.size > 10 else ''} have no sample: "
-                "NC1, NC3, NCC mismatch and the class-mean extras are NaN; "
+                "NC1, NC3, the NCC metrics and the class-mean extras are NaN; "
                 "absent_classes='skip' measures the classes that have samples",
                 RuntimeWarning, stacklevel=3)
             return out
         if predicts and self.num_ncc_compared:
             out["ncc_mismatch"] = self.num_ncc_mismatch / self.num_ncc_compared
+        if self.num_ncc_labelled:
+            out["ncc_accuracy"] = self.num_ncc_correct / self.num_ncc_labelled
         if K < 2:
             return out
 

@@ -175,25 +175,40 @@ class CollapseStatistics(_Statistics):
                              f"got {predicted.dtype} {predicted.shape}")
         return predicted
 
-    def update_ncc(self, features, logits, class_means, *, predictions=None):
-        """Counts samples whose argmax(logits) differs from the nearest class mean.
+    def update_ncc(self, features, logits, class_means, *, predictions=None, labels=None):
+        """Counts samples against reference class means (the NCC metrics).
+
+        With `logits` or `predictions`: those whose argmax(logits) differs
+        from the nearest class mean (``ncc_mismatch``); with `labels`: those
+        whose nearest class mean is their label (``ncc_accuracy``). Both can
+        be counted at once.
 
         Args:
             features: (B, d) features.
-            logits: (B, K) classifier outputs, or None with `predictions`.
+            logits: (B, K) classifier outputs, or None.
             class_means: (K, d) reference means (e.g. `self.class_means`
                 after a full pass, for the exact value); rows of NaN (classes
                 never seen) are never nearest.
             predictions: (B,) predicted classes instead of `logits`.
+            labels: (B,) labels (as `update` takes them), or None.
         """
         h = as_features(features)
         predicted = self._predicted(logits, predictions, h.shape[0])
+        y = None if labels is None else as_labels(labels, self.num_classes)
+        if predicted is None and y is None:
+            raise ValueError("update_ncc needs logits, predictions or labels")
         # Same samples as `update` keeps.
         finite = finite_rows(h)
-        h, predicted = h[finite], predicted[finite]
+        h = h[finite]
         means = np.asarray(class_means, dtype=np.float64)
-        self.num_ncc_compared += h.shape[0]
-        self.num_ncc_mismatch += formulas.ncc_mismatches(predicted, h, means)
+        # One search for both counts.
+        nearest = formulas.nearest_class_mean(h, means)
+        if predicted is not None:
+            self.num_ncc_compared += h.shape[0]
+            self.num_ncc_mismatch += int((nearest != predicted[finite]).sum())
+        if y is not None:
+            self.num_ncc_labelled += h.shape[0]
+            self.num_ncc_correct += int((nearest == y[finite]).sum())
         return self
 
     def _merge(self, other):
@@ -262,8 +277,8 @@ class CollapseStatistics(_Statistics):
                 stats.scale = float(state["scale"])
             stats._within = (np.array(state["class_within"], dtype=np.float64)
                              if "class_within" in state else np.full(stats.num_classes, np.nan))
-        for name in cls._COUNTERS:
-            setattr(stats, name, int(state[name]))
+        for name in cls._COUNTERS:  # counters added later are 0 in older states
+            setattr(stats, name, int(state[name]) if name in state else 0)
         if "class_correct" in state:  # absent from states saved before it existed
             stats.class_correct = np.array(state["class_correct"], dtype=np.int64)
         return stats
@@ -281,3 +296,6 @@ class CollapseStatistics(_Statistics):
 
     def _within_projected(self, U):
         return np.sum((self._scatter @ U) * U, axis=0) / self.num_samples
+
+    def _within_scatter(self):
+        return self._scatter

@@ -51,6 +51,7 @@ def independent(model, x, y, training=False, ncc_means=None):
         logits = h @ W.T + (0 if b is None else b)
         nearest = np.argmin(((h[:, None] - ncc_means[None]) ** 2).sum(-1), axis=1)
         result["ncc_mismatch"] = float(np.mean(nearest != logits.argmax(1)))
+        result["ncc_accuracy"] = float(np.mean(nearest == y))
     return result
 
 
@@ -191,8 +192,9 @@ def test_layers_logged_to_history_csv_and_tensorboard(tmp_path):
     xt, yt = toy_data(48, seed=1)
     model = mlp()
     hidden = model.layers[3]  # the ReLU after BatchNorm
+    # ncc="exact": the layers' NCC accuracy of the last epoch against its own means.
     nc = NeuralCollapse((x, y), (xt, yt), layers=[hidden, "features"],
-                        history_dir=tmp_path / "nc")
+                        history_dir=tmp_path / "nc", ncc="exact")
     history = model.fit(x, y, epochs=2, batch_size=32, verbose=0, callbacks=[
         nc, keras.callbacks.CSVLogger(str(tmp_path / "log.csv")),
         keras.callbacks.TensorBoard(str(tmp_path / "tb"))]).history
@@ -216,6 +218,48 @@ def test_layers_logged_to_history_csv_and_tensorboard(tmp_path):
             logged = read_tensorboard(tmp_path / "tb" / sub, f"epoch_{key}")
             np.testing.assert_allclose([logged[e] for e in range(2)], table[prefix + key],
                                        rtol=1e-6)
+
+
+def test_resumed_fit_gets_every_outputs_previous_means_from_history(tmp_path):
+    # "previous" NCC accuracy of the layers: a resumed fit must compare with
+    # the same means as an uninterrupted one, so history keeps the layers' too.
+    from nc_keras.callbacks.neural_collapse import _saved_means
+
+    x, y = toy_data()
+    model = mlp()
+    nc = NeuralCollapse((x, y), toy_data(48, seed=1), layers=[model.layers[3]],
+                        history_dir=tmp_path / "nc", batch_size=40)
+    model.fit(x, y, epochs=2, batch_size=32, verbose=0, callbacks=[nc])
+    saved = _saved_means(tmp_path / "nc", 2)
+    for prefix in ("", "val_"):
+        assert len(saved[prefix]) == len(nc._previous_means[prefix]) == 2
+        for stored, kept in zip(saved[prefix], nc._previous_means[prefix]):
+            np.testing.assert_array_equal(stored, kept)
+    assert saved[""][1].shape == (K, 16)  # the layer's width, not the features'
+
+
+def test_ood_data_logs_nc5_from_the_first_epoch(tmp_path):
+    x, y = toy_data()
+    x_ood = np.random.default_rng(7).uniform(2, 3, size=(30, 8)).astype("float32")
+    model = mlp()
+    nc = NeuralCollapse((x, y), toy_data(48, seed=1), freq=2, ood_data=x_ood,
+                        layers=["features"], batch_size=40)
+    history = model.fit(x, y, epochs=3, batch_size=32, verbose=0, callbacks=[
+        nc, keras.callbacks.CSVLogger(str(tmp_path / "log.csv"))]).history
+    keys = log_keys(layers=["features"], ood=True)
+    assert {"nc5", "nc5/features"} <= set(keys)
+    assert "val_nc5" not in log_keys(validation=True, layers=["features"], ood=True)
+    table = read_csv(tmp_path / "log.csv")
+    for key in keys + log_keys(validation=True, layers=["features"], ood=True):
+        assert len(history[key]) == 3 and len(table[key]) == 3, key
+    assert np.isnan(history["nc5"][0]) and np.isfinite(history["nc5"][1:]).all()
+    h = keras.ops.convert_to_numpy(keras.Model(model.input, model.get_layer("features").output)(x))
+    g = keras.ops.convert_to_numpy(
+        keras.Model(model.input, model.get_layer("features").output)(x_ood)).mean(0)
+    means = np.stack([h[y == k].mean(0) for k in range(K)])
+    by_hand = np.mean(np.abs(means @ g) / (np.linalg.norm(means, axis=1) * np.linalg.norm(g)))
+    assert history["nc5"][-1] == pytest.approx(by_hand, rel=1e-5)
+    assert history["nc5/features"][-1] == pytest.approx(by_hand, rel=1e-5)
 
 
 def test_loggers_before_the_callback_record_its_keys_and_pictures(tmp_path):

@@ -42,7 +42,13 @@ def reference(H, y, W, b=None):
     off = np.array([m[k] @ m[l] for k in range(K) for l in range(K) if k != l])
     cos_w = np.array([W[k] @ (M[k] - G) / (np.linalg.norm(W[k]) * np.linalg.norm(M[k] - G))
                       for k in range(K)])
+    # The covariance of the centred features, from its singular values.
+    spectrum = np.linalg.svd(H - G, compute_uv=False) ** 2 / N
+    p = spectrum / spectrum.sum()
     return {
+        "ncc_accuracy": np.mean(nearest == y),
+        "numerical_rank": np.sum(spectrum > 1e-3 * spectrum.max()),
+        "effective_rank": np.exp(-np.sum(p * np.log(p))),
         "nc1": np.trace(Sw @ Sb_pinv) / K,
         "nc2": etf(W @ W.T),
         "nc3": etf(W @ Hbar),
@@ -107,7 +113,7 @@ def test_streaming_batches_match_reference(K, d):
         stats.update(H[part], y[part], H[part] @ W.T + b)
     for start in range(0, len(y), 50):  # second pass, as measure_model does
         part = slice(start, start + 50)
-        stats.update_ncc(H[part], H[part] @ W.T + b, stats.class_means)
+        stats.update_ncc(H[part], H[part] @ W.T + b, stats.class_means, labels=y[part])
     expected = reference(H, y, W, b)
     if K <= d + 1:
         assert_close(stats.measure(W, b), expected)

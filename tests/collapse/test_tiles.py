@@ -115,7 +115,7 @@ def test_streaming_with_few_classes_per_batch_equals_in_memory():
         warnings.simplefilter("ignore", RuntimeWarning)  # K > d + 1: no ETF
         streamed, exact = stats.measure(W, b), metrics(H, y, W, b)
     for key, value in exact.items():
-        if key != "ncc_mismatch":  # needs a second pass when streaming
+        if key not in ("ncc_mismatch", "ncc_accuracy"):  # a second pass when streaming
             np.testing.assert_allclose(streamed[key], value, rtol=1e-9, err_msg=key)
 
 
@@ -137,8 +137,10 @@ def test_skip_equals_measuring_the_present_classes_by_hand():
     for key in by_hand:
         if key in ("accuracy", "ncc_mismatch"):
             continue  # predictions range over all K classes (below)
-        assert skipped[key] == pytest.approx(by_hand[key], rel=1e-9), key
         assert in_memory[key] == pytest.approx(by_hand[key], rel=1e-9), key
+        if key == "ncc_accuracy":
+            continue  # streamed: needs a second pass, not made here
+        assert skipped[key] == pytest.approx(by_hand[key], rel=1e-9), key
     full_argmax = np.argmax(H @ W.T + b, axis=1)
     assert skipped["accuracy"] == in_memory["accuracy"] == np.mean(full_argmax == y)
     with pytest.warns(RuntimeWarning, match=r"class\(es\) \[1, 4, 6, 7, 10\] have no sample"):
