@@ -135,9 +135,10 @@ def train(config, callbacks=(), verbose="auto"):
             (nothing is written either).
         TrainingDiverged: the loss became NaN; `summary.json` says
             "diverged", and training again into the folder starts over.
+        nc_keras.run_folder.RunFolderLocked: another live process trains
+            into `output_dir` (nothing is written). A lock left by a
+            process that died is taken over with a warning.
     """
-    from nc_keras import data
-
     config = config.resolved()
     # First: a multi-process JAX run must start before any JAX computation.
     replication = backend.replicate(
@@ -157,12 +158,22 @@ def train(config, callbacks=(), verbose="auto"):
             f"{-(-config.batch_size // replication.replicas) * replication.replicas}."
         )
     folder = RunFolder(run_directory(config, replication.process_index))
+    folder.check_writable()
+    # One writer per folder (a requeued job while the old one lives):
+    # taken before anything is written, held to the end.
+    with folder.lock():
+        return _train_into(folder, config, replication, callbacks, verbose)
+
+
+def _train_into(folder, config, replication, callbacks, verbose):
+    """`train` once `folder` is locked for this process."""
+    from nc_keras import data
+
     if folder.finished:
         raise FileExistsError(
             f"{folder.root} holds a finished run ({folder.summary.name}); choose another "
             "output directory or delete it to train again."
         )
-    folder.check_writable()
     # A diverged run has nothing to resume: it starts over, with any settings.
     continuing = folder.config.exists() and folder.status != "diverged"
     if continuing:
