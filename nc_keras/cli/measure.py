@@ -122,10 +122,8 @@ def run(args):
     from nc_keras import collapse
     from nc_keras.reporting import format_table
 
-    try:  # registers SimplexETF, HalfL2 and the other custom objects for load_model
-        import nc_keras.models  # noqa: F401
-    except ImportError:
-        pass
+    # `import nc_keras` (done by this package) registered SimplexETF, HalfL2
+    # and the other custom objects load_model needs.
     files = checkpoints(args.checkpoint_dir)
     data = load_data(args)
     if isinstance(data, tuple) and args.samples_per_class:
