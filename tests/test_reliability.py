@@ -945,3 +945,65 @@ def test_layers_simplex_etf_sizes_must_be_integers():
         with pytest.raises(TypeError, match="must be integers"):
             simplex_etf(*wrong)
     assert simplex_etf(np.int64(3), 4).shape == (4, 3)
+
+
+# --- small ones ---
+
+
+@pytest.mark.parametrize("method", ["gd", "lbfgs"])
+@pytest.mark.parametrize("lr", [NAN, 0.1])
+def test_small_lr_of_a_line_search_method_is_refused(method, lr):
+    # Their steps come from a line search: an lr was silently ignored.
+    with pytest.raises(ValueError, match=rf"lr applies to methods sgd and adam; {method} finds its steps by a line search"):
+        ufm.solve(*TINY, method=method, lr=lr)
+
+
+def test_small_ufm_command_refuses_lr_with_gd(capsys):
+    assert main(["ufm", "--method", "gd", "--lr", "0.1"]) == 2
+    assert capsys.readouterr().err == ("nc-keras ufm: error: --lr applies to --method sgd and adam; "
+                                       "gd finds its steps by a line search\n")
+
+
+def test_small_objective_with_transposed_h_names_its_shape():
+    K, d, N = 3, 4, 6
+    rng = np.random.default_rng(0)
+    W, H, b = rng.normal(size=(K, d)), rng.normal(size=(d, N)), np.zeros(K)
+    labels = np.arange(N) % K
+    expected = float(ufm.objective(W, H, b, labels, 1e-3, 1e-3, 1e-3))
+    assert math.isfinite(expected)
+    with pytest.raises(ValueError, match=r"H must have shape \(d, N\) = \(4, 6\), one column per sample; "
+                                         r"got \(6, 4\) \(H transposed\?\)"):
+        ufm.objective(W, H.T, b, labels, 1e-3, 1e-3, 1e-3)
+    with pytest.raises(ValueError, match=r"H must have shape \(d, N\) = \(4, 6\), one column per sample; got \(5, 6\)$"):
+        ufm.objective(W, rng.normal(size=(5, N)), b, labels, 1e-3, 1e-3, 1e-3)
+
+
+def test_small_float_labels_message_states_the_rule():
+    h = np.random.default_rng(0).normal(size=(4, 3))
+    stats = CollapseStatistics(3)
+    stats.update(h, np.array([0.0, 1.0, 2.0, 1.0], np.float32))  # whole numbers: accepted
+    assert stats.num_samples == 4
+    with pytest.raises(ValueError, match=r"^labels must be whole numbers \(integers, or floats such as 2\.0\); "
+                                         r"got dtype float32 with 2 other value\(s\), e\.g\. \[0\.5, nan\]$"):
+        stats.update(h, np.array([0.0, 0.5, np.nan, 1.0], np.float32))
+
+
+@pytest.mark.parametrize("member", ["../train/cat/evil.jpg", "/abs/train/cat/evil.jpg",
+                                    "cifar10-jpg/../../train/cat/evil.jpg"])
+def test_small_tarball_member_outside_its_folder_is_refused(tmp_path, _data_cache, monkeypatch, member):
+    _data_expect_sizes(monkeypatch, 20, 10, "cifar10")
+    tarball = _data_write_tarball(tmp_path)
+    with tarfile.open(tarball, "r:gz") as archive:
+        members = [(info, archive.extractfile(info).read() if info.isfile() else None) for info in archive]
+    extra = tmp_path / "tree" / "cifar10-jpg" / "train" / "cat" / "0000.jpg"
+    with tarfile.open(tarball, "w:gz") as archive:
+        for info, payload in members:
+            archive.addfile(info, None if payload is None else __import__("io").BytesIO(payload))
+        info = archive.gettarinfo(extra)
+        info.name = member  # gettarinfo would strip a leading "/"
+        with open(extra, "rb") as handle:
+            archive.addfile(info, handle)
+    with pytest.raises(data.CorruptDataError, match=rf"member {re.escape(member)} of {re.escape(str(tarball))} "
+                                                    r"lies outside the archive's folder"):
+        data.load("cifar10", "train", data_dir=tmp_path, download=False)
+    assert not list(_data_cache.glob("*.npz"))

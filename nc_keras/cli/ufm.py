@@ -255,3 +255,6 @@ def _check(args, UserError):
         )
     if args.hessian_k < 0:
         raise UserError(f"--hessian-k must be >= 0; got {args.hessian_k}")
+    if args.lr is not None and args.method in ("gd", "lbfgs"):
+        raise UserError(f"--lr applies to --method sgd and adam; {args.method} finds its "
+                        "steps by a line search")

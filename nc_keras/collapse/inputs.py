@@ -38,8 +38,8 @@ def as_labels(labels, num_classes):
     argmaxed into labels the model itself chose.
 
     Raises:
-        ValueError: for labels that are not integers (or one-hot rows) or
-            lie outside [0, K).
+        ValueError: for labels that are not whole numbers (integers, or
+            floats such as 2.0; or one-hot rows) or lie outside [0, K).
     """
     y = to_numpy(labels)
     if y.ndim == 2 and y.shape[1] == 1:
@@ -58,8 +58,14 @@ def as_labels(labels, num_classes):
             f"got {y.shape}"
         )
     if not np.issubdtype(y.dtype, np.integer):
-        if y.dtype == bool or not np.all(np.isfinite(y)) or np.any(y != np.round(y)):
-            raise ValueError(f"labels must be integers; got dtype {y.dtype}")
+        if y.dtype == bool:
+            raise ValueError("labels must be whole numbers (integers, or floats such as 2.0); "
+                             "got dtype bool")
+        other = ~np.isfinite(y) | (y != np.round(np.nan_to_num(y)))
+        if other.any():
+            raise ValueError(
+                f"labels must be whole numbers (integers, or floats such as 2.0); got dtype "
+                f"{y.dtype} with {int(other.sum())} other value(s), e.g. {y[other][:3].tolist()}")
     y = y.astype(np.int64)
     bad = (y < 0) | (y >= num_classes)
     if bad.any():

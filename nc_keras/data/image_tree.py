@@ -310,7 +310,8 @@ def tarball_images(tarball):
     loaded as a smaller dataset. So the archive is opened through gzip's,
     bz2's or lzma's own reader ("r:*"), which raises at a cut and checks the
     trailer's checksum when read to the end, and what follows the last
-    member must be tar's end-of-archive blocks (zeros, at least two).
+    member must be tar's end-of-archive blocks (zeros, at least two). A
+    member named by an absolute path or through ".." is refused.
     `CorruptDataError` names the tarball, and the member when a member's
     data is cut.
     """
@@ -318,6 +319,11 @@ def tarball_images(tarball):
     with reading(tarball), tarfile.open(tarball, "r:*") as archive:
         for member in archive:
             parts = PurePosixPath(member.name).parts
+            if parts and (parts[0] == "/" or ".." in parts):
+                # Not data of this tree: a crafted or broken archive.
+                raise CorruptDataError(
+                    f"member {member.name} of {tarball} lies outside the archive's folder (an "
+                    f"absolute path or '..'); refusing the archive: {REFETCH}")
             if (
                 member.isfile()
                 and len(parts) >= 3

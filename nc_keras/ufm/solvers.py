@@ -180,7 +180,9 @@ def solve(
             lambda_w, lambda_h > 0 and lambda_b >= 0.
         method: one of `METHODS`. seed: the random start.
         steps, lr, batch_size: override the defaults above (None: default;
-            steps and batch_size must be whole numbers >= 1, batch_size <= N).
+            steps and batch_size must be whole numbers >= 1, batch_size <= N;
+            lr only for "sgd" and "adam": the others find their steps by a
+            line search).
         gradient_tolerance: >= 0; gap_tolerance: None or >= 0.
         polish: end "sgd"/"adam" with the full-batch phase; polish_steps: its
             iteration budget (>= 0).
@@ -197,6 +199,9 @@ def solve(
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    if lr is not None and method in ("gd", "lbfgs"):
+        raise ValueError(f"lr applies to methods sgd and adam; {method} finds its steps by a "
+                         f"line search (got lr={lr!r}): leave lr out")
     K = checks.count(num_classes, "num_classes", minimum=2)
     d = checks.count(feature_dim, "feature_dim")
     class_counts(K, n_per_class)  # n or K counts: checked here
