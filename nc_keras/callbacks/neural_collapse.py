@@ -260,7 +260,8 @@ class NeuralCollapse(keras.callbacks.Callback):
         # Built once per model: an extractor sharing the model's layers, so
         # it always sees the current weights.
         if self._probe_of is not self.model:
-            self._probe = collapse.probes.probe(
+            # In float32 for a mixed-precision model (`collapse.precision`).
+            self._probe = collapse.precision.probe(
                 self.model, self.features, self.classifier, self.layers, self.layer_reduction)
             self._probe_of = self.model
             self._predictor = None

@@ -18,11 +18,12 @@ nc3_papyan (`formulas` gives each with its formula and citation).
   (`CollapseStatistics`); `in_memory`: from features in memory (`metrics`).
 - `probes`: which layers of a model are the classifier, the features and
   the intermediate layers measured, in any model (`probe`).
+- `precision`: a mixed-precision model measured in float32 from its weights.
 - `passes`: running a Keras model over data (`measure_model`, and the
   building blocks of the `NeuralCollapse` callback), on one device or many.
 """
 
-from nc_keras.collapse import formulas, probes
+from nc_keras.collapse import formulas, precision, probes
 from nc_keras.collapse.passes import (
     CHUNK_BYTES,
     accumulate,
@@ -55,6 +56,7 @@ __all__ = [
     "classifier_weights",
     "feature_extractor",
     "formulas",
+    "precision",
     "probes",
     "gather_processes",
     "iterate_batches",

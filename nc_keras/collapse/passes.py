@@ -14,7 +14,7 @@ so the metrics equal a single-device pass.
 
 import numpy as np
 
-from nc_keras.collapse import probes
+from nc_keras.collapse import precision, probes
 from nc_keras.collapse.inputs import to_numpy
 from nc_keras.collapse.statistics import FEATURE_ONLY_KEYS
 from nc_keras.collapse.streaming import CollapseStatistics
@@ -331,7 +331,8 @@ def measure_model(model, data, *, features=None, classifier=None, layers=(),
     """
     if ncc not in ("exact", "none"):
         raise ValueError(f"ncc must be 'exact' or 'none'; got {ncc!r}")
-    model_probe = probes.probe(model, features, classifier, layers, layer_reduction)
+    # A mixed-precision model is measured in float32 (`precision`).
+    model_probe = precision.probe(model, features, classifier, layers, layer_reduction)
     result, stats, _ = measure(model_probe, data, batch_size=batch_size,
                                max_samples=max_samples, ncc=ncc)
     result["num_samples"] = float(stats.num_samples)
