@@ -83,7 +83,7 @@ def plot_runs(run_dirs, path, layout="default", labels=None, title=None):
     Returns:
         The path written.
     """
-    return _save(draw_runs(run_dirs, layout=layout, labels=labels, title=title), path)
+    return save_figure(draw_runs(run_dirs, layout=layout, labels=labels, title=title), path)
 
 
 def draw_runs(run_dirs, layout="default", labels=None, title=None):
@@ -213,7 +213,7 @@ def _log_path(run):
     return csv_path
 
 
-def _save(figure, path):
+def save_figure(figure, path, dpi=120):
     """Writes `figure` to `path` (format by extension), closes it, returns the path."""
     import matplotlib.pyplot as plt
 
@@ -221,7 +221,7 @@ def _save(figure, path):
     try:
         # Atomic, as every file of a run: an interrupted save leaves the old figure.
         with atomic_writer(path, "wb") as out:
-            figure.savefig(out, format=path.suffix.lstrip(".") or None, dpi=120)
+            figure.savefig(out, format=path.suffix.lstrip(".") or None, dpi=dpi)
     finally:
         plt.close(figure)
     return path
@@ -293,4 +293,4 @@ def plot_depth(run_dir, path, layers=None, title=None):
     heading = figure_title(title, [csv_path.parent])
     if heading:
         figure.suptitle(_wrap(heading, width), fontsize="medium")
-    return _save(figure, path)
+    return save_figure(figure, path)

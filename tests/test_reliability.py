@@ -1007,3 +1007,25 @@ def test_small_tarball_member_outside_its_folder_is_refused(tmp_path, _data_cach
                                                     r"lies outside the archive's folder"):
         data.load("cifar10", "train", data_dir=tmp_path, download=False)
     assert not list(_data_cache.glob("*.npz"))
+
+
+def test_small_ufm_figure_write_that_fails_keeps_the_earlier_figure(tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+
+    from nc_keras.ufm import plots as ufm_plots
+
+    result = ufm.solve(*TINY, method="gd", steps=5, record_metrics=False)
+    target = tmp_path / "ufm.png"
+    target.write_bytes(b"the earlier figure")
+
+    def interrupted(self, out, **kwargs):  # a Ctrl-C in the middle of the write
+        out = open(out, "wb") if isinstance(out, (str, os.PathLike)) else out
+        out.write(b"\x89PNG half")
+        out.flush()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Figure, "savefig", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        ufm_plots.plot_trajectory(result, target)
+    assert target.read_bytes() == b"the earlier figure"
+    assert [p.name for p in tmp_path.iterdir()] == ["ufm.png"]

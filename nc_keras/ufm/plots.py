@@ -3,6 +3,7 @@
 
 import numpy as np
 
+from nc_keras.plots import save_figure
 from nc_keras.ufm.trajectory import NC_KEYS
 
 __all__ = ["plot_trajectory", "plot_landscape", "plot_minority_collapse"]
@@ -43,9 +44,7 @@ def plot_trajectory(result, path, title=None):
     axis.set_title(title or f"UFM, {result.method}, seed {result.seed}")
     axis.legend()
     figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path, dpi=None)
 
 
 def plot_landscape(result, path):
@@ -76,9 +75,7 @@ def plot_landscape(result, path):
         f"n={result.n_per_class}, {len(result.runs)} runs, f* = {result.optimum.value:.6f}"
     )
     figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path, dpi=None)
 
 
 def plot_minority_collapse(result, path, title=None):
@@ -137,6 +134,4 @@ def plot_minority_collapse(result, path, title=None):
         f"n_major = {result.n_major:g}, n_minor = n_major / R, lambdas {lw:g}/{lh:g}/{lb:g}"
     ))
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path, dpi=110)
