@@ -21,7 +21,7 @@ def recipe_main(recipe, description, argv=None):
         argv: arguments (default: sys.argv[1:]).
     """
     from nc_keras import presets
-    from nc_keras.cli import in_flags
+    from nc_keras.cli import in_flags, write_failure
     from nc_keras.data import DataNotFoundError
     from nc_keras.train import RunFolderLocked, TrainingDiverged, train_variants
 
@@ -76,4 +76,7 @@ def recipe_main(recipe, description, argv=None):
     except TrainingDiverged as error:
         print(f"error: {in_flags(error)}", file=sys.stderr)
         return 1
+    except OSError as error:  # a full disk, a folder made read-only
+        print(f"error: {write_failure(error, output_dir)}", file=sys.stderr)
+        return 2
     return 0

@@ -62,7 +62,7 @@ def config_from_args(args, config_class):
 
 
 def run(args):
-    from nc_keras.cli import UserError, in_flags
+    from nc_keras.cli import UserError, in_flags, write_failure
     from nc_keras.data import DataNotFoundError
     from nc_keras.train import RunFolderLocked, TrainConfig, TrainingDiverged, run_directory, train
 
@@ -72,6 +72,8 @@ def run(args):
     except (ValueError, FileExistsError, DataNotFoundError, NotImplementedError,
             RunFolderLocked) as error:
         raise UserError(in_flags(error)) from error
+    except OSError as error:  # a full disk, a folder made read-only
+        raise UserError(write_failure(error, run_directory(config))) from error
     except TrainingDiverged as error:  # the run's outcome, not a usage error
         print(f"nc-keras train: {in_flags(error)}", file=sys.stderr)
         return 1

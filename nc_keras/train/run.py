@@ -176,8 +176,11 @@ def _train_into(folder, config, replication, callbacks, verbose):
         )
     # A diverged run has nothing to resume: it starts over, with any settings.
     continuing = folder.config.exists() and folder.status != "diverged"
+    # What an interrupted write left: only the lock holder (us) writes here.
+    resume.remove_staging_files(folder)
     if continuing:
         resume.check_same_run(folder, config)
+        resume.check_backup(folder)
         if resume.fit_ended(folder, config.epochs, _read_log(folder)):
             # Interrupted after fit, before the summary: nothing to train.
             shutil.rmtree(folder.backup, ignore_errors=True)
