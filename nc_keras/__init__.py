@@ -10,6 +10,8 @@ Submodules (each imported on first use):
 - `nc_keras.callbacks`: `NeuralCollapse`, logging NC metrics in `model.fit`.
 - `nc_keras.data`: CIFAR-10, MNIST, random labels and pixels, local sources.
 - `nc_keras.ufm`: the unconstrained feature model, its optimum and solvers.
+- `nc_keras.validation`: the one rule for class counts, sizes, numbers, labels.
+- `nc_keras.io_utils`: atomic file writing.
 
 `import nc_keras` registers every custom Keras object the package defines
 (layers, the regularizer, the optimizers, the training losses), so that
@@ -27,6 +29,8 @@ _SUBMODULES = (
     "callbacks",
     "collapse",
     "data",
+    "deprecation",
+    "io_utils",
     "layers",
     "models",
     "optimizers",
@@ -37,6 +41,7 @@ _SUBMODULES = (
     "run_folder",
     "train",
     "ufm",
+    "validation",
 )
 
 

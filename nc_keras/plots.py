@@ -15,7 +15,8 @@ import math
 from pathlib import Path
 
 from nc_keras.describe import run_label
-from nc_keras.run_folder import RunFolder, atomic_writer, nc_history_epochs
+from nc_keras.io_utils import atomic_writer
+from nc_keras.run_folder import RunFolder, nc_history_epochs
 
 # Panel name -> (title, log columns tried in order, log y-axis, transform).
 PANELS = {

@@ -16,9 +16,7 @@ plots and the command line agree on them:
     figure.png         the run's figure
     run.lock           while a process writes the folder: who (see `RunFolder.lock`)
 
-Every file is written atomically: to a temporary file in the same folder,
-then renamed over the target (`os.replace`), so an interruption leaves the
-old file or the new one, never a torn one.
+Every file is written atomically (`nc_keras.io_utils`).
 """
 
 import contextlib
@@ -28,11 +26,11 @@ import os
 import re
 import socket
 import sys
-import tempfile
 import warnings
 from pathlib import Path
 
-import numpy as np
+# Re-exported: the run's writers were defined here before `io_utils` existed.
+from nc_keras.io_utils import atomic_writer, save_npz, write_json, write_text  # noqa: F401
 
 CONFIG = "config.json"
 VERSIONS = "versions.json"
@@ -210,48 +208,3 @@ def nc_history_epochs(folder):
         if match:
             found.append((int(match.group(1)), Path(folder) / name))
     return sorted(found)
-
-
-@contextlib.contextmanager
-def atomic_writer(path, mode="w", **open_kwargs):
-    """Opens a temporary file beside `path`; renames it onto `path` on success.
-
-    On an exception the temporary file is removed and `path` is untouched.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, staging = tempfile.mkstemp(prefix=f".{path.name}-", suffix=".tmp", dir=path.parent)
-    try:
-        # mkstemp creates the file readable by its owner only; give it the
-        # permissions a plain open() would (0666 less the umask).
-        os.chmod(staging, 0o666 & ~_umask())
-        with os.fdopen(handle, mode, **open_kwargs) as out:
-            yield out
-        os.replace(staging, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(staging)
-        raise
-
-
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def write_text(path, text):
-    """Writes `text` to `path` atomically."""
-    with atomic_writer(path) as out:
-        out.write(text)
-
-
-def write_json(path, payload):
-    """Writes `payload` as indented JSON to `path` atomically."""
-    write_text(path, json.dumps(payload, indent=2, default=str) + "\n")
-
-
-def save_npz(path, **arrays):
-    """Saves `arrays` into the `.npz` file `path` atomically."""
-    with atomic_writer(path, "wb") as out:
-        np.savez(out, **arrays)

@@ -7,7 +7,7 @@ Prints a table, writes it and one figure to --output-dir, exits 1 if a run
 missed f*.
 
     KERAS_BACKEND=jax .venv/bin/python recipes/ufm_landscape.py
-    .venv/bin/python recipes/ufm_landscape.py --classes 10 --dim 10 --per-class 50 --starts 10
+    .venv/bin/python recipes/ufm_landscape.py --num-classes 10 --feature-dim 10 --samples-per-class 50 --starts 10
 """
 
 import argparse

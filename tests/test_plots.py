@@ -15,7 +15,8 @@ import pytest
 
 from nc_keras import plots, presets
 from nc_keras.cli import main
-from nc_keras.run_folder import RunFolder, nc_history_file, save_npz
+from nc_keras.io_utils import save_npz
+from nc_keras.run_folder import RunFolder, nc_history_file
 
 COLUMNS = ("epoch", "loss", "nc1", "nc2", "nc3", "nc4", "nc_accuracy", "val_nc_accuracy")
 

@@ -323,7 +323,7 @@ def test_ufm_nan_start_stops_and_says_diverged(method):
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("method", ["sgd", "adam"])
 def test_ufm_nan_learning_rate_stops_before_and_without_the_polish(method):
-    result = ufm.solve(*TINY, method=method, lr=NAN, steps=50, record_metrics=False)
+    result = ufm.solve(*TINY, method=method, learning_rate=NAN, steps=50, record_metrics=False)
     assert result.diverged and not result.converged and result.status == "diverged"
     # It stops at the first record (one epoch), and the polish never starts.
     assert result.steps < 50 and result.polish_steps == 0
@@ -334,7 +334,7 @@ def test_ufm_nan_learning_rate_stops_before_and_without_the_polish(method):
 def test_ufm_blown_up_sgd_is_diverged_not_converged():
     # Used to polish from f ~ 1e136 until the line search's round-off stop,
     # then report converged=True.
-    result = ufm.solve(*TINY, method="sgd", lr=1e6, steps=20, record_metrics=False)
+    result = ufm.solve(*TINY, method="sgd", learning_rate=1e6, steps=20, record_metrics=False)
     assert result.diverged and not result.converged
     assert result.polish_steps == 0
 
@@ -1007,11 +1007,13 @@ def test_collapse_deep_collapse_nc1_far_from_the_origin(offset):
 
 
 def test_collapse_num_classes_must_be_an_integer():
-    # Old: CollapseStatistics(2.7) measured 2 classes.
-    for wrong in (2.7, 3.0, "3"):
-        with pytest.raises(TypeError, match="num_classes must be an integer"):
+    # Old: CollapseStatistics(2.7) measured 2 classes. A whole number written
+    # as a float is K, as everywhere else (nc_keras.validation).
+    for wrong in (2.7, "3", float("nan"), True):
+        with pytest.raises(ValueError, match="num_classes must be an integer"):
             CollapseStatistics(wrong)
     assert CollapseStatistics(np.int64(3)).num_classes == 3
+    assert CollapseStatistics(3.0).num_classes == 3
 
 
 # --- layers -----------------------------------------------------------------------
@@ -1021,27 +1023,30 @@ def test_layers_simplex_etf_sizes_must_be_integers():
     # Old: simplex_etf(2.7, 4) built a 2-class ETF.
     from nc_keras.layers import simplex_etf
 
-    for wrong in ((2.7, 4), (3, 4.5), (3.0, 4)):
-        with pytest.raises(TypeError, match="must be integers"):
+    for wrong in ((2.7, 4), (3, 4.5), ("3", 4)):
+        with pytest.raises(ValueError, match="must be an integer"):
             simplex_etf(*wrong)
     assert simplex_etf(np.int64(3), 4).shape == (4, 3)
+    assert simplex_etf(3.0, 4.0).shape == (4, 3)
 
 
 # --- small ones ---
 
 
 @pytest.mark.parametrize("method", ["gd", "lbfgs"])
-@pytest.mark.parametrize("lr", [NAN, 0.1])
-def test_small_lr_of_a_line_search_method_is_refused(method, lr):
-    # Their steps come from a line search: an lr was silently ignored.
-    with pytest.raises(ValueError, match=rf"lr applies to methods sgd and adam; {method} finds its steps by a line search"):
-        ufm.solve(*TINY, method=method, lr=lr)
+@pytest.mark.parametrize("learning_rate", [NAN, 0.1])
+def test_small_learning_rate_of_a_line_search_method_is_refused(method, learning_rate):
+    # Their steps come from a line search: a learning rate was silently ignored.
+    with pytest.raises(ValueError, match=rf"learning_rate applies to methods sgd and adam; {method} "
+                                         r"finds its steps by a line search"):
+        ufm.solve(*TINY, method=method, learning_rate=learning_rate)
 
 
-def test_small_ufm_command_refuses_lr_with_gd(capsys):
-    assert main(["ufm", "--method", "gd", "--lr", "0.1"]) == 2
-    assert capsys.readouterr().err == ("nc-keras ufm: error: --lr applies to --method sgd and adam; "
-                                       "gd finds its steps by a line search\n")
+def test_small_ufm_command_refuses_learning_rate_with_gd(capsys):
+    assert main(["ufm", "--method", "gd", "--learning-rate", "0.1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("nc-keras ufm: error: --learning-rate applies to methods sgd and adam; "
+                          "gd finds its steps by a line search") and err.count("\n") == 1, err
 
 
 def test_small_objective_with_transposed_h_names_its_shape():

@@ -1,13 +1,10 @@
-"""The run-folder layout and its atomic writes."""
+"""The run-folder layout."""
 
 import json
-import os
-import stat
 
 import numpy as np
-import pytest
 
-from nc_keras import run_folder
+from nc_keras import io_utils, run_folder
 
 
 def test_paths_name_every_file(tmp_path):
@@ -17,36 +14,17 @@ def test_paths_name_every_file(tmp_path):
     assert run.summary == tmp_path / "summary.json"
     assert run.checkpoint_pattern.endswith("checkpoints/epoch_{epoch:04d}.keras")
     assert not run.finished
-    run_folder.write_json(run.summary, {"epochs": 2})
+    io_utils.write_json(run.summary, {"epochs": 2})
     assert run.finished
     assert json.loads(run.summary.read_text()) == {"epochs": 2}
 
 
 def test_nc_history_files_sort_by_epoch(tmp_path):
     for epoch in (10, 2, 1):
-        run_folder.save_npz(run_folder.nc_history_file(tmp_path, epoch), x=np.arange(epoch))
+        io_utils.save_npz(run_folder.nc_history_file(tmp_path, epoch), x=np.arange(epoch))
     (tmp_path / "other.npz").write_bytes(b"")
     epochs = run_folder.nc_history_epochs(tmp_path)
     assert [epoch for epoch, _ in epochs] == [1, 2, 10]
     assert epochs[2][1].name == "nc_epoch_0010.npz"
     with np.load(epochs[1][1]) as saved:
         np.testing.assert_array_equal(saved["x"], [0, 1])
-
-
-def test_written_files_get_plain_open_permissions(tmp_path):
-    path = tmp_path / "a.txt"
-    run_folder.write_text(path, "x")
-    plain = tmp_path / "b.txt"
-    plain.write_text("x")
-    assert stat.S_IMODE(os.stat(path).st_mode) == stat.S_IMODE(os.stat(plain).st_mode)
-
-
-def test_failed_write_keeps_the_old_file_and_no_temporary(tmp_path):
-    path = tmp_path / "log.csv"
-    run_folder.write_text(path, "old")
-    with pytest.raises(RuntimeError):
-        with run_folder.atomic_writer(path) as out:
-            out.write("new, half")
-            raise RuntimeError("killed")
-    assert path.read_text() == "old"
-    assert os.listdir(tmp_path) == ["log.csv"]

@@ -28,6 +28,9 @@ from nc_keras.collapse import formulas
 __all__ = ["CollapseSummaries", "cosine_image"]
 
 _RUNS = {"": "train", "val_": "validation"}
+# The cosine pictures show at most this many classes (the first ones): one
+# pixel per pair, and a K x K array, would not do for a vocabulary.
+MAX_IMAGE_CLASSES = 256
 
 
 def cosine_image(panels, title):
@@ -83,10 +86,15 @@ class CollapseSummaries:
         """One measurement: `stats` (a CollapseStatistics), W (K, d), `logged` {key: value}."""
         import tensorflow as tf
 
+        full_W = W
         means, counts = stats.class_means, stats.counts
         mu_G = formulas.global_mean(counts, np.nan_to_num(means))
-        Hbar = formulas.centred_means(means, mu_G)
-        target = formulas.simplex_etf_cosines(W.shape[0])
+        K = W.shape[0]
+        # Pictures of K x K pixels: at most the first MAX_IMAGE_CLASSES classes.
+        shown = min(K, MAX_IMAGE_CLASSES)
+        Hbar = formulas.centred_means(means[:shown], mu_G)
+        W = W[:shown]
+        target = (K * np.eye(shown) - np.ones((shown, shown))) / (K - 1)  # the simplex ETF's
         with self._writer(prefix).as_default(step=epoch):
             tf.summary.image("neural_collapse/class_mean_cosines", cosine_image(
                 [("m_k . m_l", formulas.means_cosines(Hbar)), ("simplex ETF", target)],
@@ -95,10 +103,10 @@ class CollapseSummaries:
                 [("cos(w_k, mu_l - mu_G)", formulas.classifier_means_cosines(W, Hbar)),
                  ("simplex ETF", target)], "classifier vs class means (NC3)"))
             tf.summary.histogram("neural_collapse/class_mean_norms",
-                                 np.linalg.norm(Hbar, axis=0))
+                                 formulas.row_norms(means - mu_G))
             if not prefix:
                 tf.summary.histogram("neural_collapse/classifier_norms",
-                                     np.linalg.norm(W, axis=1))
+                                     formulas.row_norms(full_W))
             if self.scalars:
                 for key, value in logged.items():
                     tf.summary.scalar(f"epoch_{key[len(prefix):]}", value)

@@ -5,7 +5,7 @@ import os
 
 import keras
 
-from nc_keras.run_folder import atomic_writer
+from nc_keras.io_utils import atomic_writer
 
 __all__ = ["EpochCSVLogger"]
 

@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 
+from nc_keras.deprecation import renamed_arguments
 from nc_keras.run_folder import nc_history_epochs
 
 __all__ = ["load_history", "read_csv_log"]
@@ -47,15 +48,16 @@ def _parse_number(text):
         return math.nan if text in ("", "NA", None) else text
 
 
-def load_history(history_path):
-    """Stacks the `nc_epoch_*.npz` files of `NeuralCollapse(history_path=...)`.
+@renamed_arguments(history_path="history_dir")
+def load_history(history_dir):
+    """Stacks the `nc_epoch_*.npz` files of `NeuralCollapse(history_dir=...)`.
 
     Returns a dict with "epoch" (1-based epoch numbers, sorted) and every
     saved array stacked along a new first axis.
     """
-    files = nc_history_epochs(history_path)
+    files = nc_history_epochs(history_dir)
     if not files:
-        raise FileNotFoundError(f"no nc_epoch_*.npz files in {history_path}")
+        raise FileNotFoundError(f"no nc_epoch_*.npz files in {history_dir}")
     stacked = {"epoch": np.array([epoch for epoch, _ in files])}
     loaded = []
     for _, path in files:

@@ -7,39 +7,42 @@ import os
 import keras
 import numpy as np
 
-from nc_keras import collapse
+from nc_keras import collapse, deprecation, validation
 from nc_keras.callbacks.collapse_summaries import CollapseSummaries
+from nc_keras.collapse.passes import check_ncc
 from nc_keras.collapse.statistics import CLASSIFIER_KEYS
-from nc_keras.run_folder import nc_history_epochs, nc_history_file, save_npz
+from nc_keras.io_utils import save_npz
+from nc_keras.run_folder import nc_history_epochs, nc_history_file
 
 __all__ = ["NeuralCollapse", "log_keys"]
 
-_NCC_MODES = ("previous", "exact", "none")
 
-
-def _logged(validation=False, minority=False, layers=()):
+def _logged(validation=False, minority=False, layers=(), present=False):
     """(result key, log key) pairs; W-only metrics are not repeated for val_.
 
     `minority`: with the optional `collapse.MINORITY_KEYS` (a callback given
     `minority_classes`). `layers`: names of the intermediate layers
     measured; each adds the `collapse.FEATURE_ONLY_KEYS` as "nc1/<name>", ...
+    `present`: with "num_classes_present" (absent_classes="skip").
     """
     keys = collapse.METRIC_KEYS + (collapse.MINORITY_KEYS if minority else ())
+    keys += ("num_classes_present",) if present else ()
     keys += tuple(collapse.layer_key(k, name) for name in layers for k in collapse.FEATURE_ONLY_KEYS)
     return [(key, ("val_" if validation else "") + ("nc_accuracy" if key == "accuracy" else key))
             for key in keys if not (validation and key in CLASSIFIER_KEYS)]
 
 
-def log_keys(validation=False, minority=False, layers=()):
+def log_keys(validation=False, minority=False, layers=(), present=False):
     """The keys `NeuralCollapse` writes into `logs` (train, or val_ ones).
 
     The validation keys leave out the metrics of the classifier alone (nc2,
     classifier_norm_cv): they are the same for any data. `minority`: with
     the optional minority keys (a callback given `minority_classes`).
     `layers`: names of the intermediate layers measured; each adds the
-    `collapse.FEATURE_ONLY_KEYS` as "nc1/<name>", ...
+    `collapse.FEATURE_ONLY_KEYS` as "nc1/<name>", ... `present`: with
+    "num_classes_present" (a callback given absent_classes="skip").
     """
-    return [name for _, name in _logged(validation, minority, layers)]
+    return [name for _, name in _logged(validation, minority, layers, present)]
 
 
 def _calling_callback_list(depth=6):
@@ -61,16 +64,16 @@ def _calling_callback_list(depth=6):
 class NeuralCollapse(keras.callbacks.Callback):
     """Measures NC1-NC4 (Zhu et al. 2021, Sec. 4 "Metrics") at epoch ends.
 
-    At the end of every `every`-th epoch (epochs `every`, `2 every`, ...,
+    At the end of every `freq`-th epoch (epochs `freq`, `2 freq`, ...,
     counted from 1, and always the last epoch of `fit`), one pass over
-    `train_data` (and `test_data`) streams the features h the classifier
+    `train_data` (and `validation_data`) streams the features h the classifier
     consumes into a `nc_keras.collapse.CollapseStatistics`, reads
     W = kernel^T and b from the classifier (a Dense or a fixed SimplexETF),
     and writes into `logs` the keys of `nc_keras.collapse.METRIC_KEYS` (nc1,
     nc2, nc3, nc4, ncc_mismatch, nc_accuracy -- the accuracy of that pass --,
     means_etf_error, means_norm_cv, classifier_norm_cv, trace_ratio, cdnv,
     means_cos_std, means_cos_max_gap, gnc2, unc3, nc3_papyan), with a "val_"
-    prefix for `test_data`, except nc2 and classifier_norm_cv, which depend
+    prefix for `validation_data`, except nc2 and classifier_norm_cv, which depend
     on W alone (`log_keys`). With `layers`, the same pass also measures
     those layers' outputs, logged as "nc1/<layer name>" and the other
     metrics that need no classifier (`nc_keras.collapse.FEATURE_ONLY_KEYS`).
@@ -113,7 +116,7 @@ class NeuralCollapse(keras.callbacks.Callback):
     process (host) measures its share, and the statistics are merged across
     processes, so the metrics equal those of one device (see
     `nc_keras.collapse.measure`). Every process must get the same
-    `train_data` and `test_data` (all of them, in the same order); each logs
+    `train_data` and `validation_data` (all of them, in the same order); each logs
     the same numbers.
 
     NCC mismatch needs the class means of the whole pass, which are only
@@ -123,17 +126,17 @@ class NeuralCollapse(keras.callbacks.Callback):
     none, makes a second pass and is exact. "exact" always makes a second
     pass (the epoch-end cost doubles). "none" logs NaN. A fit that resumes
     at epoch e > 0 takes the previous means from the last measurement saved
-    in `history_path` before e, as an uninterrupted fit would have them.
+    in `history_dir` before e, as an uninterrupted fit would have them.
 
     Args:
         train_data: a tf.data.Dataset of (x, y) batches, a
             keras.utils.PyDataset, or an (x, y) tuple of numpy arrays (batched
             by `batch_size`). Labels are integers, (N, 1), or one-hot.
-        test_data: the same kinds, or None.
-        every: measure every this many epochs.
+        validation_data: the same kinds, or None.
+        freq: measure every this many epochs.
         max_samples: measure on the first `max_samples` samples of each data
             set only (in order; no sampling).
-        history_path: a directory; when given, every measurement also saves
+        history_dir: a directory; when given, every measurement also saves
             `nc_epoch_{epoch:04d}.npz` (epoch counted from 1) with W, b (absent
             for a classifier without bias), class means and counts ("train_"
             and "val_" prefixed), the logged metrics of the features and the
@@ -145,7 +148,7 @@ class NeuralCollapse(keras.callbacks.Callback):
             with them, the callback also logs minority_accuracy (mean
             per-class accuracy over M) and minority_cosine (mean pairwise
             cosine of the classifier rows of M; Fang et al., PNAS 2021),
-            "val_" prefixed for `test_data` too.
+            "val_" prefixed for `validation_data` too.
         tensorboard_dir: a TensorBoard log directory for the images and
             histograms; by default that of a `keras.callbacks.TensorBoard`
             in the same `fit`, if any. When no such callback writes into it,
@@ -157,35 +160,51 @@ class NeuralCollapse(keras.callbacks.Callback):
             kernel; a softmax on it is fine.
         layers: intermediate layers (or names, found in nested models too;
             "outer/inner" paths where names repeat) to measure as well.
-        layer_reduction: "mean" (default: maps of rank > 2 are global-average
+        pooling: "mean" (default: maps of rank > 2 are global-average
             pooled) or "flatten" (refused above
             `nc_keras.collapse.probes.MAX_FLATTEN_WIDTH` values per sample).
+        ignore_class: a label whose samples are not measured (as in
+            `keras.losses.SparseCategoricalCrossentropy`), e.g. a padding
+            token; a sample weight of 0 in (x, y, w) data drops a sample too.
+            Sequence models (features (B, T, d), logits (B, T, K), labels
+            (B, T)) are measured at every kept position.
+        absent_classes: "nan" (default) or "skip": with classes that have
+            no sample (normal for a vocabulary), NaN for the class-mean
+            metrics, or every metric over the classes present, logged with
+            "num_classes_present" (`nc_keras.collapse.CollapseStatistics`).
     """
 
-    def __init__(self, train_data, test_data=None, every=1, max_samples=None,
-                 history_path=None, *, batch_size=256, ncc="previous",
+    # The former names, kept for one release (DeprecationWarning).
+    test_data = deprecation.renamed_attribute("validation_data")
+    every = deprecation.renamed_attribute("freq")
+    history_path = deprecation.renamed_attribute("history_dir")
+    layer_reduction = deprecation.renamed_attribute("pooling")
+
+    @deprecation.renamed_arguments(test_data="validation_data", every="freq",
+                                   history_path="history_dir", layer_reduction="pooling")
+    def __init__(self, train_data, validation_data=None, freq=1, max_samples=None,
+                 history_dir=None, *, batch_size=256, ncc="previous",
                  tensorboard_dir=None, minority_classes=None, features=None,
-                 classifier=None, layers=(), layer_reduction="mean"):
+                 classifier=None, layers=(), pooling="mean", ignore_class=None,
+                 absent_classes="nan"):
         super().__init__()
-        if int(every) < 1:
-            raise ValueError(f"every must be a positive integer; got {every}")
-        if ncc not in _NCC_MODES:
-            raise ValueError(f"ncc must be one of {_NCC_MODES}; got {ncc!r}")
+        if absent_classes not in collapse.ABSENT_CLASSES:
+            raise ValueError(f"absent_classes must be one of {collapse.ABSENT_CLASSES}; "
+                             f"got {absent_classes!r}")
+        self.ignore_class = ignore_class
+        self.absent_classes = absent_classes
         self.train_data = train_data
-        self.test_data = test_data
-        self.every = int(every)
+        self.validation_data = validation_data
+        self.freq = validation.count(freq, "freq")
         self.max_samples = max_samples
-        self.history_path = history_path
-        self.batch_size = int(batch_size)
-        self.ncc = ncc
+        self.history_dir = history_dir
+        self.batch_size = validation.count(batch_size, "batch_size")
+        self.ncc = check_ncc(ncc, "NeuralCollapse", stacklevel=3)
         self.minority_classes = None if minority_classes is None else [int(k) for k in minority_classes]
         self.features = features
         self.classifier = classifier
         self.layers = tuple(layers)
-        if layer_reduction not in collapse.probes.LAYER_REDUCTIONS:
-            raise ValueError(f"layer_reduction must be one of "
-                             f"{collapse.probes.LAYER_REDUCTIONS}; got {layer_reduction!r}")
-        self.layer_reduction = layer_reduction
+        self.pooling = collapse.probes.check_pooling(pooling)
         self._probe = None
         self._probe_of = None
         self._predictor = None
@@ -231,16 +250,17 @@ class NeuralCollapse(keras.callbacks.Callback):
 
     def _passes(self):
         yield "", self.train_data
-        if self.test_data is not None:
-            yield "val_", self.test_data
+        if self.validation_data is not None:
+            yield "val_", self.validation_data
 
     @property
     def keys(self):
         minority = self.minority_classes is not None
         names = self._probe.layer_names if self._probe is not None else ()
-        keys = log_keys(minority=minority, layers=names)
-        if self.test_data is not None:
-            keys += log_keys(validation=True, minority=minority, layers=names)
+        present = self.absent_classes == "skip"
+        keys = log_keys(minority=minority, layers=names, present=present)
+        if self.validation_data is not None:
+            keys += log_keys(validation=True, minority=minority, layers=names, present=present)
         return keys
 
     def on_train_begin(self, logs=None):
@@ -248,8 +268,8 @@ class NeuralCollapse(keras.callbacks.Callback):
         self._predictor = None
         self._previous_means = {}
         self._resuming = True
-        if self.history_path:
-            os.makedirs(self.history_path, exist_ok=True)
+        if self.history_dir:
+            os.makedirs(self.history_dir, exist_ok=True)
         # A model that fit has not built yet (a Sequential or subclassed one
         # on TensorFlow) gets its probe at the first epoch end; any other
         # fails here, before training, if its layers cannot be found.
@@ -262,7 +282,7 @@ class NeuralCollapse(keras.callbacks.Callback):
         if self._probe_of is not self.model:
             # In float32 for a mixed-precision model (`collapse.precision`).
             self._probe = collapse.precision.probe(
-                self.model, self.features, self.classifier, self.layers, self.layer_reduction)
+                self.model, self.features, self.classifier, self.layers, self.pooling)
             self._probe_of = self.model
             self._predictor = None
         # How the active distribution (if any) runs the extractor: each
@@ -273,16 +293,16 @@ class NeuralCollapse(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         # The first epoch of a fit that resumes a run (BackupAndRestore, or
         # initial_epoch): the "previous" class means are those of the last
-        # measurement before it, saved in history_path, so that the resumed
+        # measurement before it, saved in history_dir, so that the resumed
         # run logs what an uninterrupted one would.
         if self._resuming:
             self._resuming = False
-            if epoch > 0 and self.history_path and self.ncc == "previous":
-                self._previous_means = _saved_means(self.history_path, epoch)
+            if epoch > 0 and self.history_dir and self.ncc == "previous":
+                self._previous_means = _saved_means(self.history_dir, epoch)
 
     def _should_measure(self, epoch):
         last = self.params.get("epochs") if self.params else None
-        return (epoch + 1) % self.every == 0 or (last is not None and epoch + 1 == last)
+        return (epoch + 1) % self.freq == 0 or (last is not None and epoch + 1 == last)
 
     def on_epoch_end(self, epoch, logs=None):
         logs = {} if logs is None else logs
@@ -303,7 +323,8 @@ class NeuralCollapse(keras.callbacks.Callback):
             if minority:
                 result.update(collapse.minority_metrics(stats, W, self.minority_classes))
             logged = {name: result[key] for key, name
-                      in _logged(bool(prefix), minority, self._probe.layer_names)}
+                      in _logged(bool(prefix), minority, self._probe.layer_names,
+                                 self.absent_classes == "skip")}
             logs.update(logged)
             saved.update({name: np.float64(value) for name, value in logged.items()})
             saved[(prefix or "train_") + "class_means"] = stats.class_means
@@ -312,28 +333,23 @@ class NeuralCollapse(keras.callbacks.Callback):
             saved[(prefix or "train_") + "class_correct"] = stats.class_correct
             if summaries is not None:
                 summaries.write(epoch, prefix, stats, W, logged)
-        if self.history_path:
-            save_npz(nc_history_file(self.history_path, epoch + 1), **saved)
+        if self.history_dir:
+            save_npz(nc_history_file(self.history_dir, epoch + 1), **saved)
 
     def _measure(self, prefix, data):
-        previous = self._previous_means.get(prefix)
-        if self.ncc == "none":
-            mode = "none"
-        elif self.ncc == "previous" and previous is not None:
-            mode = "given"
-        else:
-            mode = "exact"
+        # "previous" without a previous measurement is the exact two passes.
         result, stats, _ = collapse.measure(
             self._probe, data, batch_size=self.batch_size,
-            max_samples=self.max_samples, ncc=mode, ncc_means=previous,
-            predictor=self._predictor)
+            max_samples=self.max_samples, ncc=self.ncc,
+            ncc_means=self._previous_means.get(prefix), predictor=self._predictor,
+            ignore_class=self.ignore_class, absent_classes=self.absent_classes)
         self._previous_means[prefix] = stats.class_means
         return result, stats
 
 
-def _saved_means(history_path, epoch):
+def _saved_means(history_dir, epoch):
     """The class means of the last measurement saved before 0-based `epoch`, by prefix."""
-    saved = [path for number, path in nc_history_epochs(history_path) if number <= epoch]
+    saved = [path for number, path in nc_history_epochs(history_dir) if number <= epoch]
     if not saved:
         return {}
     with np.load(saved[-1]) as npz:

@@ -19,20 +19,47 @@ class UserError(Exception):
     """A problem the user can fix; printed as one line, without a traceback."""
 
 
-def in_flags(message):
-    """`message` with the TrainConfig fields it names spelled as options.
+def in_flags(message, flags=None):
+    """`message` with the argument names it contains spelled as options.
 
-    Library errors name fields (`data_dir`, `batch_size`); the command line
-    user types `--data-dir`, `--batch-size`. Only names with an underscore
-    are replaced: one-word fields ("dataset", "model") are also plain words.
+    Library errors name arguments (`data_dir`, `batch_size`); the command
+    line user types `--data-dir`, `--batch-size`. `flags`: {name: option}
+    (default: every TrainConfig field with an underscore, as `--the-field`).
+    Only names with an underscore are replaced: one-word names ("dataset",
+    "model", "steps") are also plain words.
     """
-    import dataclasses
+    if flags is None:
+        import dataclasses
 
-    from nc_keras.train import TrainConfig
+        from nc_keras.train import TrainConfig
 
-    names = [f.name for f in dataclasses.fields(TrainConfig) if "_" in f.name]
-    pattern = r"\b(" + "|".join(names) + r")\b"
-    return re.sub(pattern, lambda match: "--" + match.group(1).replace("_", "-"), str(message))
+        flags = {f.name: "--" + f.name.replace("_", "-")
+                 for f in dataclasses.fields(TrainConfig) if "_" in f.name}
+    pattern = r"\b(" + "|".join(sorted(flags, key=len, reverse=True)) + r")\b"
+    return re.sub(pattern, lambda match: flags[match.group(1)], str(message))
+
+
+class _DeprecatedOption(argparse.Action):
+    """A former option name: does what `replacement` does, with a note on stderr."""
+
+    def __init__(self, option_strings, dest, replacement, value=None, **kwargs):
+        self.replacement = replacement
+        self.value = value  # what a former flag without a value means, e.g. "none"
+        super().__init__(option_strings, dest, nargs=0 if value is not None else None,
+                         default=argparse.SUPPRESS, help=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"{parser.prog}: {option_string} is deprecated and will be removed in the "
+              f"next release; use {self.replacement}", file=sys.stderr)
+        setattr(namespace, self.dest, self.value if self.value is not None else values)
+
+
+def add_deprecated_option(parser, old, replacement, dest, value=None, **kwargs):
+    """Accepts the former option `old` for one release: it sets `dest` as
+    `replacement` would (to `value` for a former flag without a value), prints
+    a deprecation note naming `replacement`, and is left out of `--help`."""
+    parser.add_argument(old, dest=dest, action=_DeprecatedOption, replacement=replacement,
+                        value=value, **kwargs)
 
 
 def write_failure(error, folder):

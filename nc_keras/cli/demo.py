@@ -6,7 +6,8 @@ import shutil
 import time
 from pathlib import Path
 
-from nc_keras.run_folder import RunFolder, write_text
+from nc_keras.io_utils import write_text
+from nc_keras.run_folder import RunFolder
 
 PARTS = ("ufm", "mnist", "params")
 # The demo's own sub-folders of --output-dir, replaced on every run.

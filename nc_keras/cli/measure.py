@@ -5,7 +5,7 @@ import os
 import re
 from pathlib import Path
 
-from nc_keras.cli import UserError
+from nc_keras.cli import UserError, add_deprecated_option
 
 _EPOCH = re.compile(r"epoch[_\-=.]?(\d+)", re.IGNORECASE)
 _NUMBER = re.compile(r"\d+")
@@ -40,11 +40,14 @@ def register(subparsers):
     parser.add_argument("--max-samples", type=int,
                         help="measure on the first N samples only")
     parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--output", "-o",
+    parser.add_argument("-o", "--output", metavar="FILE",
                         help="CSV file to write (default: collapse.csv in CHECKPOINTS, "
                              "or beside the .keras file)")
-    parser.add_argument("--no-ncc", action="store_true",
-                        help="skip the second pass that gives the NCC mismatch")
+    parser.add_argument("--ncc", choices=("exact", "none"), default="exact",
+                        help="exact: a second pass over the data gives the NCC mismatch "
+                             "against the final class means; none: skip it (NaN column) "
+                             "(default: exact)")
+    add_deprecated_option(parser, "--no-ncc", "--ncc none", "ncc", value="none")
     parser.add_argument("--features", metavar="NAME",
                         help="layer whose output are the features (default: the classifier's input)")
     parser.add_argument("--classifier", metavar="NAME",
@@ -53,8 +56,19 @@ def register(subparsers):
     parser.add_argument("--layers", metavar="NAMES", type=_names, default=(),
                         help="comma-separated intermediate layers to measure too "
                              "(columns nc1/NAME, ...); found inside nested models")
-    parser.add_argument("--layer-reduction", choices=("mean", "flatten"), default="mean",
-                        help="maps: global average pooling (default) or flatten")
+    parser.add_argument("--pooling", choices=("mean", "flatten"), default="mean",
+                        help="how maps of rank > 2 become feature vectors: global average "
+                             "pooling (mean) or flatten (default: mean)")
+    add_deprecated_option(parser, "--layer-reduction", "--pooling", "pooling",
+                          choices=("mean", "flatten"))
+    parser.add_argument("--absent-classes", choices=("nan", "skip"), default="nan",
+                        help="classes without a sample: NaN for the class-mean metrics "
+                             "(default), or measure the classes present (column "
+                             "num_classes_present); 'skip' suits vocabularies")
+    parser.add_argument("--ignore-class", type=int, metavar="LABEL",
+                        help="leave out samples with this label (e.g. a padding token); "
+                             "sequence models (logits (B, T, K), labels (B, T)) are "
+                             "measured at every kept position")
     parser.set_defaults(func=run)
 
 
@@ -93,8 +107,6 @@ def checkpoints(directory):
 def load_data(args):
     """(x, y) arrays from an .npz, or a tf.data.Dataset from nc_keras.data."""
     if args.data.endswith(".npz") or os.path.isfile(args.data):
-        import numpy as np
-
         if not os.path.isfile(args.data):
             raise UserError(f"{args.data}: no such file")
         return _read_npz(args.data)
@@ -168,8 +180,8 @@ def run(args):
     import keras
 
     from nc_keras import collapse
+    from nc_keras.io_utils import atomic_writer
     from nc_keras.reporting import format_table
-    from nc_keras.run_folder import atomic_writer
 
     # `import nc_keras` (done by this package) registered SimplexETF, HalfL2
     # and the other custom objects load_model needs.
@@ -190,13 +202,15 @@ def run(args):
             try:
                 result = collapse.measure_model(
                     model, data, batch_size=args.batch_size,
-                    max_samples=args.max_samples, ncc="none" if args.no_ncc else "exact",
+                    max_samples=args.max_samples, ncc=args.ncc,
                     features=args.features, classifier=args.classifier, layers=args.layers,
-                    layer_reduction=args.layer_reduction)
+                    pooling=args.pooling, ignore_class=args.ignore_class,
+                    absent_classes=args.absent_classes)
             except ValueError as error:
                 raise UserError(f"{path.name}: {error}") from error
             if layer_columns is None:
-                layer_columns = [key for key in result if "/" in key]
+                layer_columns = [key for key in result if "/" in key
+                                 or key == "num_classes_present"]
                 columns += layer_columns
                 writer = csv.DictWriter(handle, fieldnames=columns)
                 writer.writeheader()

@@ -1,6 +1,7 @@
 """`nc-keras ufm`: solve the unconstrained feature model (eq. (3)) once."""
 
 import argparse
+import contextlib
 import math
 from pathlib import Path
 
@@ -27,6 +28,7 @@ def register(subparsers):
             prog, max_help_position=32
         ),
     )
+    from nc_keras.cli import add_deprecated_option
     from nc_keras.ufm import METHODS
 
     add_model_arguments(parser)
@@ -56,12 +58,14 @@ def register(subparsers):
         "steps before the polish (default: per method)",
     )
     add(
-        "--lr",
+        "--learning-rate",
         type=float,
         default=None,
+        metavar="LR",
         help="learning rate of sgd (default 0.5) or adam (default 0.1); "
         "divided by 10 at 50%% and 75%% of --steps",
     )
+    add_deprecated_option(parser, "--lr", "--learning-rate", "learning_rate", type=float)
     add(
         "--batch-size",
         type=int,
@@ -97,10 +101,11 @@ def register(subparsers):
         "the Lanczos check (default: 1)",
     )
     add(
+        "-o",
         "--output",
         type=Path,
         default=None,
-        metavar="PATH",
+        metavar="FILE",
         help="figure file (PNG, PDF, SVG) (default: ufm-METHOD-K{K}-d{D}-n{N}.png "
         "in the current directory)",
     )
@@ -108,33 +113,39 @@ def register(subparsers):
 
 
 def add_model_arguments(parser):
-    """The options that define one UFM instance of eq. (3): --classes, --dim,
-    --per-class, --lambda-w, --lambda-h, --lambda-b (also used by
-    recipes/ufm_landscape.py); `model_arguments` reads them back."""
+    """The options that define one UFM instance of eq. (3): --num-classes,
+    --feature-dim, --samples-per-class, --lambda-w, --lambda-h, --lambda-b
+    (also used by recipes/ufm_landscape.py); `model_arguments` reads them
+    back. The former --classes, --dim and --per-class still work, with a
+    deprecation note."""
+    from nc_keras.cli import add_deprecated_option
     from nc_keras.ufm import DEFAULT_LAMBDA
 
     add = parser.add_argument
     add(
-        "--classes",
+        "--num-classes",
         type=int,
         default=10,
         metavar="K",
         help="number of classes K (default: %(default)s)",
     )
     add(
-        "--dim",
+        "--feature-dim",
         type=int,
         default=20,
         metavar="D",
         help="feature dimension d >= K-1 (default: %(default)s)",
     )
     add(
-        "--per-class",
+        "--samples-per-class",
         type=int,
         default=30,
         metavar="N",
         help="samples per class n, balanced (default: %(default)s)",
     )
+    for old, new in (("--classes", "--num-classes"), ("--dim", "--feature-dim"),
+                     ("--per-class", "--samples-per-class")):
+        add_deprecated_option(parser, old, new, new[2:].replace("-", "_"), type=int)
     for name, what in (("w", "the classifier W"), ("h", "the features H"), ("b", "the bias b")):
         add(
             f"--lambda-{name}",
@@ -148,7 +159,8 @@ def add_model_arguments(parser):
 def model_arguments(args):
     """(K, d, n, lambda_w, lambda_h, lambda_b) from `add_model_arguments`' options,
     in the order `nc_keras.ufm.solve` and `landscape` take them."""
-    return (args.classes, args.dim, args.per_class, args.lambda_w, args.lambda_h, args.lambda_b)
+    return (args.num_classes, args.feature_dim, args.samples_per_class,
+            args.lambda_w, args.lambda_h, args.lambda_b)
 
 
 def run(args):
@@ -156,37 +168,16 @@ def run(args):
     from nc_keras.reporting import format_table
 
     _check(args, cli.UserError)
-    best = ufm.optimum(args.classes, args.per_class, args.lambda_w, args.lambda_h, args.lambda_b)
+    K, d, n = args.num_classes, args.feature_dim, args.samples_per_class
+    with _user_errors(cli):
+        best = ufm.optimum(K, n, args.lambda_w, args.lambda_h, args.lambda_b)
     where = "the origin" if best.at_origin else f"row norm w* = {best.w_norm:.6g}, |h*| = {best.h_norm:.6g}"
     print(
-        f"UFM K={args.classes} d={args.dim} n={args.per_class}, lambdas "
+        f"UFM K={K} d={d} n={n}, lambdas "
         f"{args.lambda_w:g}/{args.lambda_h:g}/{args.lambda_b:g}: f* = {best.value:.12g} at {where}"
     )
-    print(f"solving with {args.method} from random start {args.seed} ...", flush=True)
-    counter = {"records": 0}
-
-    def progress(method, row):
-        counter["records"] += 1
-        if counter["records"] % args.print_every == 1 or args.print_every == 1:
-            metrics = "  ".join(f"{k.upper()} {row.get(k, math.nan):.2e}" for k in ufm.NC_KEYS)
-            print(
-                f"  [{row['phase']:>6}] iter {row['step']:>6}  f-f* {row['gap']:.3e}  "
-                f"{metrics}  {row['seconds']:.2f} s",
-                flush=True,
-            )
-
-    result = ufm.solve(
-        *model_arguments(args),
-        method=args.method,
-        seed=args.seed,
-        steps=args.steps,
-        lr=args.lr,
-        batch_size=args.batch_size,
-        gradient_tolerance=args.gradient_tolerance,
-        polish=not args.no_polish,
-        init_scale=args.init_scale,
-        progress=progress,
-    )
+    with _user_errors(cli):
+        result = _solve(args, ufm)
     final = result.final
     row = {
         "method": result.method,
@@ -219,42 +210,83 @@ def run(args):
     if args.hessian_k > 1:
         print("smallest Hessian eigenvalues:", " ".join(f"{v:.3e}" for v in eigen.eigenvalues))
     if args.hessian_k > 0 and not best.at_origin:
-        zero_modes = ufm.rotation_zero_modes(args.classes, args.dim, args.lambda_b)
+        zero_modes = ufm.rotation_zero_modes(K, d, args.lambda_b)
         print(
             f"(at a global minimizer the Hessian has {zero_modes} zero eigenvalues from "
             "the O(d) rotation symmetry, so the smallest is 0 up to round-off)"
         )
-    output = args.output or Path(
-        f"ufm-{args.method}-K{args.classes}-d{args.dim}-n{args.per_class}.png"
-    )
+    output = args.output or Path(f"ufm-{args.method}-K{K}-d{d}-n{n}.png")
     output.parent.mkdir(parents=True, exist_ok=True)
     ufm.plot_trajectory(result, output)
     print(f"figure: {output.resolve()}")
     return 0
 
 
+def _solve(args, ufm):
+    """`ufm.solve` with the options, printing progress as it records."""
+    print(f"solving with {args.method} from random start {args.seed} ...", flush=True)
+    counter = {"records": 0}
+
+    def progress(method, row):
+        counter["records"] += 1
+        if counter["records"] % args.print_every == 1 or args.print_every == 1:
+            metrics = "  ".join(f"{k.upper()} {row.get(k, math.nan):.2e}" for k in ufm.NC_KEYS)
+            print(
+                f"  [{row['phase']:>6}] iter {row['step']:>6}  f-f* {row['gap']:.3e}  "
+                f"{metrics}  {row['seconds']:.2f} s",
+                flush=True,
+            )
+
+    result = ufm.solve(
+        *model_arguments(args),
+        method=args.method,
+        seed=args.seed,
+        steps=args.steps,
+        learning_rate=args.learning_rate,
+        batch_size=args.batch_size,
+        gradient_tolerance=args.gradient_tolerance,
+        polish=not args.no_polish,
+        init_scale=args.init_scale,
+        progress=progress,
+    )
+    return result
+
+
+# The ufm functions' argument names, as the options that set them.
+_FLAGS = {
+    "num_classes": "--num-classes",
+    "feature_dim": "--feature-dim",
+    "n_per_class": "--samples-per-class",
+    "learning_rate": "--learning-rate",
+    "batch_size": "--batch-size",
+    "gradient_tolerance": "--gradient-tolerance",
+    "init_scale": "--init-scale",
+    "lambda_w": "--lambda-w",
+    "lambda_h": "--lambda-h",
+    "lambda_b": "--lambda-b",
+}
+
+
+@contextlib.contextmanager
+def _user_errors(cli):
+    """ufm checks its own arguments: its ValueError becomes the one error line."""
+    try:
+        yield
+    except ValueError as error:
+        raise cli.UserError(cli.in_flags(error, _FLAGS)) from error
+
+
 def _check(args, UserError):
-    if args.classes < 2:
-        raise UserError(f"--classes must be at least 2; got {args.classes}")
-    if args.dim < args.classes - 1:
+    """What only the command asks (`ufm.solve` checks the rest)."""
+    K, d = args.num_classes, args.feature_dim
+    # The figure and table compare with f* of Theorem 3.1, which needs d >= K - 1.
+    if K >= 2 and d < K - 1:
         raise UserError(
-            f"--dim must be at least --classes - 1 = {args.classes - 1} (a simplex "
-            f"ETF of K vectors spans K-1 dimensions); got {args.dim}"
+            f"--feature-dim must be at least --num-classes - 1 = {K - 1} (a simplex "
+            f"ETF of K vectors spans K-1 dimensions); got {d}"
         )
-    if args.per_class < 1:
-        raise UserError(f"--per-class must be at least 1; got {args.per_class}")
-    if args.lambda_w <= 0 or args.lambda_h <= 0 or args.lambda_b < 0:
-        raise UserError("--lambda-w and --lambda-h must be > 0 and --lambda-b >= 0")
-    for name in ("steps", "batch_size", "print_every"):
+    for name in ("print_every", "hessian_k"):
         value = getattr(args, name)
-        if value is not None and value < 1:
-            raise UserError(f"--{name.replace('_', '-')} must be at least 1; got {value}")
-    if args.batch_size is not None and args.batch_size > args.classes * args.per_class:
-        raise UserError(
-            f"--batch-size must be at most N = {args.classes * args.per_class}; got {args.batch_size}"
-        )
-    if args.hessian_k < 0:
-        raise UserError(f"--hessian-k must be >= 0; got {args.hessian_k}")
-    if args.lr is not None and args.method in ("gd", "lbfgs"):
-        raise UserError(f"--lr applies to --method sgd and adam; {args.method} finds its "
-                        "steps by a line search")
+        least = 1 if name == "print_every" else 0
+        if value < least:
+            raise UserError(f"--{name.replace('_', '-')} must be at least {least}; got {value}")

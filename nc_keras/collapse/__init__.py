@@ -16,6 +16,8 @@ nc3_papyan (`formulas` gives each with its formula and citation).
 - `statistics`: the result dict (`METRIC_KEYS`) from the statistics, and
   what the two ways of getting them share; `streaming`: batch by batch
   (`CollapseStatistics`); `in_memory`: from features in memory (`metrics`).
+- `tiles`: K x K quantities of many classes in bounded memory (the tile
+  budget, `tile_budget`).
 - `probes`: which layers of a model are the classifier, the features and
   the intermediate layers measured, in any model (`probe`).
 - `precision`: a mixed-precision model measured in float32 from its weights.
@@ -23,9 +25,10 @@ nc3_papyan (`formulas` gives each with its formula and citation).
   building blocks of the `NeuralCollapse` callback), on one device or many.
 """
 
-from nc_keras.collapse import formulas, precision, probes
+from nc_keras.collapse import formulas, precision, probes, tiles
 from nc_keras.collapse.passes import (
     CHUNK_BYTES,
+    NCC_MODES,
     accumulate,
     classifier_weights,
     feature_extractor,
@@ -38,18 +41,23 @@ from nc_keras.collapse.passes import (
 )
 from nc_keras.collapse.in_memory import InMemoryStatistics, metrics
 from nc_keras.collapse.statistics import (
+    ABSENT_CLASSES,
     FEATURE_ONLY_KEYS,
     METRIC_KEYS,
     MINORITY_KEYS,
     minority_metrics,
 )
 from nc_keras.collapse.streaming import CollapseStatistics
+from nc_keras.collapse.tiles import DEFAULT_TILE_BYTES, tile_budget
 
 __all__ = [
+    "ABSENT_CLASSES",
     "CHUNK_BYTES",
+    "DEFAULT_TILE_BYTES",
     "FEATURE_ONLY_KEYS",
     "METRIC_KEYS",
     "MINORITY_KEYS",
+    "NCC_MODES",
     "CollapseStatistics",
     "InMemoryStatistics",
     "accumulate",
@@ -66,4 +74,6 @@ __all__ = [
     "metrics",
     "minority_metrics",
     "ncc_pass",
+    "tile_budget",
+    "tiles",
 ]

@@ -45,21 +45,28 @@ import warnings
 
 import numpy as np
 
+from nc_keras.collapse import tiles
+from nc_keras.collapse.tiles import Rows, as_rows
+
 __all__ = [
     "cdnv",
     "centred_means",
     "classifier_means_cosines",
     "classifier_norm_cv",
+    "classifier_predictions",
     "etf_distance",
     "etf_exists",
     "global_mean",
     "gnc2",
     "gnc2_minimum",
+    "largest_entry",
+    "left_singular_vectors",
     "means_cos_max_gap",
     "means_cos_std",
     "means_cosines",
     "means_etf_error",
     "means_norm_cv",
+    "means_pair_metrics",
     "minority_accuracy",
     "minority_cosine",
     "nc1",
@@ -74,6 +81,7 @@ __all__ = [
     "projected_within",
     "rescaled",
     "rounding_level",
+    "row_norms",
     "simplex_etf_cosines",
     "simplex_etf_gram",
     "trace_ratio",
@@ -81,8 +89,23 @@ __all__ = [
     "unit_rows",
 ]
 
+# The metrics of pairs of centred class means that `means_pair_metrics`
+# computes in one sweep of tiles.
+PAIR_KEYS = ("cdnv", "gnc2", "means_cos_std", "means_cos_max_gap")
 
-# --- Scaling ------------------------------------------------------------------
+
+# --- Scaling and rows ---------------------------------------------------------
+
+
+def largest_entry(matrix):
+    """max |entry| of an array or `Rows` (NaN when an entry is NaN; 0 when empty)."""
+    if isinstance(matrix, np.ndarray):
+        return float(np.max(np.abs(matrix))) if matrix.size else 0.0
+    largest = 0.0
+    for _, tile in matrix.tiles():
+        if tile.size:
+            largest = np.maximum(largest, np.max(np.abs(tile)))  # NaN propagates
+    return float(largest)
 
 
 def rescaled(matrix):
@@ -92,9 +115,12 @@ def rescaled(matrix):
     of the rescaled entries neither overflow (W x 1e160) nor underflow
     (features x 1e-160). Dividing by a power of two would be exact, but the
     metrics normalize afterwards anyway, so any positive factor will do.
+    `Rows` come back as `Rows` (rescaled tile by tile when read).
     """
-    largest = np.max(np.abs(matrix)) if matrix.size else 0.0
-    return matrix / largest if np.isfinite(largest) and largest > 0 else matrix
+    largest = largest_entry(matrix)
+    if not (np.isfinite(largest) and largest > 0):
+        return matrix
+    return matrix.rescaled(largest) if isinstance(matrix, Rows) else matrix / largest
 
 
 def unit_rows(matrix):
@@ -103,6 +129,20 @@ def unit_rows(matrix):
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
         return matrix / norms
+
+
+def row_norms(matrix):
+    """(n,) Euclidean norms of the rows of an (n, d) array or `Rows`, tile by tile."""
+    rows = as_rows(matrix)
+    norms = np.empty(len(rows))
+    for start, tile in rows.tiles():
+        norms[start:start + len(tile)] = np.linalg.norm(tile, axis=1)
+    return norms
+
+
+def _columns(Hbar):
+    """The centred means as rows (K, d): Hbar's columns, or `Rows` as given."""
+    return as_rows(Hbar, columns=True)
 
 
 # --- Class means -----------------------------------------------------------
@@ -123,9 +163,10 @@ def rounding_level(means):
 
     Hbar is a difference of means, so its round-off is relative to the
     means' size: class means that are equal up to round-off must not pass
-    for a tiny real spread (and give a huge NC1).
+    for a tiny real spread (and give a huge NC1). `means`: (K, d) array or
+    `Rows`.
     """
-    return _cutoff(means.shape) * np.linalg.norm(means, axis=1).max()
+    return _cutoff(means.shape) * row_norms(means).max()
 
 
 def _cutoff(shape):
@@ -141,7 +182,30 @@ def projected_within(sigma_w):
     return lambda U: np.sum((sigma_w @ U) * U, axis=0)
 
 
-def nc1(within, Hbar, tolerance=0.0):
+def left_singular_vectors(Hbar):
+    """(U, s): the thin SVD Hbar = U S V^T's U (d, r) and s (r,), r = min(d, K).
+
+    V (K x r) is never formed. When Hbar^T (K, d) is larger than the tile
+    budget, it is reduced tile by tile to the triangular factor R of its QR
+    factorization (a tall-skinny QR: R of [R; next tile] at each step);
+    Hbar = R^T Q^T with orthonormal Q, so Hbar's singular values and left
+    singular vectors are those of R^T, to the backward stability of
+    Householder QR, the same accuracy as the SVD of Hbar itself.
+    """
+    rows = _columns(Hbar)
+    K, d = rows.shape
+    if 2 * K * d * 8 <= tiles.tile_bytes():
+        U, s, _ = np.linalg.svd(rows[0:K].T, full_matrices=False)
+        return U, s
+    R = None
+    # A tile, [R; tile] and QR's own copy of it at once.
+    for _, tile in rows.tiles(size=max(d, tiles.row_tile_size(K, d, arrays=6))):
+        R = np.linalg.qr(tile if R is None else np.vstack([R, tile]), mode="r")
+    U, s, _ = np.linalg.svd(R.T, full_matrices=False)
+    return U, s
+
+
+def nc1(within, Hbar, tolerance=0.0, svd=None):
     """NC1 = (1/K) tr(Sigma_W Sigma_B^+), with Sigma_B = Hbar Hbar^T / K (Sec. 4).
 
     Solved in the span of the centred means: with the thin SVD
@@ -157,13 +221,16 @@ def nc1(within, Hbar, tolerance=0.0):
     Args:
         within: Sigma_W (d, d), or a function U -> diag(U^T Sigma_W U) for
             orthonormal columns U (d, r), so that Sigma_W need not be formed.
-        Hbar: (d, K) centred class means.
+        Hbar: (d, K) centred class means, or their `Rows` (K, d) (many
+            classes: see `left_singular_vectors`).
         tolerance: singular values of Hbar at or below it are dropped.
+        svd: `left_singular_vectors(Hbar)`, when already computed.
     """
     if not callable(within):
         within = projected_within(within)
-    U, s, _ = np.linalg.svd(Hbar, full_matrices=False)
-    rank = min(Hbar.shape[1] - 1, int(np.sum(s > max(_cutoff(Hbar.shape) * s[0], tolerance))))
+    shape = _columns(Hbar).shape
+    U, s = left_singular_vectors(Hbar) if svd is None else svd
+    rank = min(shape[0] - 1, int(np.sum(s > max(_cutoff(shape) * s[0], tolerance))))
     U, s = U[:, :rank], s[:rank]
     return float(within(U) @ (1.0 / s**2))
 
@@ -174,8 +241,116 @@ def trace_ratio(within_trace, Hbar):
     NC1 with traces instead of the pseudo-inverse; later papers call it
     the "NC1 quotient", which is therefore not a second key.
     """
-    trace_b = float(np.sum(np.linalg.norm(Hbar, axis=0) ** 2)) / Hbar.shape[1]
+    norms = row_norms(_columns(Hbar))
+    trace_b = float(np.sum(norms**2)) / norms.shape[0]
     return within_trace / trace_b if trace_b > 0 else float("nan")
+
+
+# --- Pairs of classes, tile by tile -------------------------------------------
+
+
+def _pair_blocks(rows_a, rows_b=None):
+    """Yields (i, j, A_i B_j^T) over square tiles of the K x K products.
+
+    Without `rows_b`, the symmetric A A^T: only tiles with j >= i (the
+    diagonal tiles whole). With it, every tile of A B^T.
+    """
+    K, d = rows_a.shape
+    size = tiles.pair_tile_size(K, d)
+    for i in range(0, K, size):
+        A = rows_a[i:i + size]
+        for j in range(i if rows_b is None else 0, K, size):
+            if rows_b is None:
+                B = A if j == i else rows_a[j:j + size]
+            else:
+                B = rows_b[j:j + size]
+            yield i, j, A @ B.T
+
+
+_UPPER = {}
+
+
+def _upper(size):
+    """Indices of the strict upper triangle of a size x size tile (cached)."""
+    if size not in _UPPER:
+        _UPPER.clear()
+        _UPPER[size] = np.triu_indices(size, 1)
+    return _UPPER[size]
+
+
+def means_pair_metrics(Hbar, class_variances=None, keys=PAIR_KEYS):
+    """`PAIR_KEYS` metrics of the centred class means, from one sweep of tiles.
+
+    Every metric over pairs k < l of classes (`cdnv`, `gnc2`,
+    `means_cos_std`, `means_cos_max_gap`) reads the Gram block of a tile
+    of pairs; one sweep over the K(K+1)/2 entries of Hbar^T Hbar (tiles of
+    at most `nc_keras.collapse.tile_budget` bytes) gives all those asked
+    for, so memory is O(Kd) whatever K. The mean cosine that
+    `means_cos_std` centres on comes in closed form,
+    sum_{k != l} m_k.m_l = ||sum_k m_k||^2 - K, before the sweep, which then
+    sums squared deviations (as a two-pass standard deviation does: no
+    cancellation when the cosines are nearly equal).
+
+    Args:
+        Hbar: (d, K) centred class means, or their `Rows` (K, d).
+        class_variances: (K,) sigma_k^2, in Hbar's units (for `cdnv`).
+        keys: which of `PAIR_KEYS`.
+    Returns:
+        {key: float}.
+    """
+    unknown = set(keys) - set(PAIR_KEYS)
+    if unknown:
+        raise ValueError(f"unknown pair metrics {sorted(unknown)}; known: {PAIR_KEYS}")
+    rows = _columns(Hbar)
+    K = len(rows)
+    largest = largest_entry(rows)
+    if np.isfinite(largest) and largest > 0:
+        rows = rows.rescaled(largest)
+        if class_variances is not None:
+            class_variances = np.asarray(class_variances, np.float64) / largest**2
+    squared = row_norms(rows) ** 2
+    norms = np.sqrt(squared)
+    sums = dict.fromkeys(keys, 0.0)
+    mean_cos = 0.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if "means_cos_std" in keys:
+            unit_sum = np.zeros(rows.shape[1])
+            for start, tile in rows.tiles():
+                unit_sum += (tile / norms[start:start + len(tile), None]).sum(axis=0)
+            mean_cos = (unit_sum @ unit_sum - K) / (K * (K - 1))
+        for i, j, gram in _pair_blocks(rows):
+            rows_i, rows_j = slice(i, i + gram.shape[0]), slice(j, j + gram.shape[1])
+            if i == j:
+                upper = _upper(gram.shape[0])
+                pairs = lambda values: values[upper]  # noqa: E731 - k < l in the tile
+            else:
+                pairs = np.ravel
+            if "cdnv" in keys:
+                distances = np.maximum(
+                    squared[rows_i, None] + squared[None, rows_j] - 2.0 * gram, 0.0)
+                spreads = class_variances[rows_i, None] + class_variances[None, rows_j]
+                sums["cdnv"] += np.sum(pairs(spreads / (2.0 * distances)))
+            if keys == ("cdnv",):
+                continue
+            cosines = gram / norms[rows_i, None] / norms[None, rows_j]
+            if "gnc2" in keys:
+                sums["gnc2"] += np.sum(-0.5 * np.log(pairs(np.maximum(2.0 - 2.0 * cosines, 0.0))))
+            if "means_cos_std" in keys:
+                sums["means_cos_std"] += np.sum(pairs(cosines - mean_cos) ** 2)
+            if "means_cos_max_gap" in keys:
+                gaps = pairs(np.abs(cosines + 1.0 / (K - 1)))
+                if gaps.size:
+                    sums["means_cos_max_gap"] = np.maximum(sums["means_cos_max_gap"], np.max(gaps))
+    num_pairs = K * (K - 1) / 2
+    out = {}
+    for key in keys:
+        if key == "means_cos_max_gap":
+            out[key] = float(sums[key])
+        elif key == "means_cos_std":
+            out[key] = float(np.sqrt(sums[key] / num_pairs))
+        else:
+            out[key] = float(sums[key] / num_pairs)
+    return out
 
 
 def cdnv(Hbar, class_variances):
@@ -187,17 +362,12 @@ def cdnv(Hbar, class_variances):
     averaged over the K(K-1)/2 pairs. It goes to 0 under NC1 and, unlike
     NC1, needs no pseudo-inverse, so it is defined for any K and d.
     ||mu_k - mu_l||^2 comes from the Gram matrix of the centred means
-    (`Hbar`, (d, K)): its round-off is eps (||mu_k - mu_G||^2 + ||mu_l - mu_G||^2),
-    small next to well-separated means. Means and variances must be in the
-    same units. A pair of equal means gives inf.
+    (`Hbar`, (d, K), or its `Rows`), tile by tile: its round-off is
+    eps (||mu_k - mu_G||^2 + ||mu_l - mu_G||^2), small next to well-separated
+    means. Means and variances must be in the same units. A pair of equal
+    means gives inf.
     """
-    gram = Hbar.T @ Hbar
-    squared = np.diag(gram)
-    upper = np.triu_indices(gram.shape[0], 1)
-    distances = np.maximum(squared[:, None] + squared[None, :] - 2.0 * gram, 0.0)[upper]
-    variances = (class_variances[:, None] + class_variances[None, :])[upper]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return float(np.mean(variances / (2.0 * distances)))
+    return means_pair_metrics(Hbar, class_variances, ("cdnv",))["cdnv"]
 
 
 # --- Simplex ETF: NC2, NC3 ---------------------------------------------------
@@ -231,15 +401,66 @@ def etf_distance(gram, what="the matrix"):
     return float(np.linalg.norm(gram / norm - simplex_etf_gram(gram.shape[0])))
 
 
+def _small_gram(rows):
+    """A^T A (d, d), tile by tile."""
+    gram = np.zeros((rows.shape[1], rows.shape[1]))
+    for _, tile in rows.tiles():
+        gram += tile.T @ tile
+    return gram
+
+
+def _product_norm(rows_a, rows_b=None):
+    """||A B^T||_F (or ||A A^T||_F) for K x d rows, without the K x K product.
+
+    With K > d, from d x d Grams: ||A B^T||_F^2 = <A^T A, B^T B>_F; with
+    K <= d, tile by tile (the K x K tiles are then the smaller).
+    """
+    K, d = rows_a.shape
+    if K <= d:
+        total = 0.0
+        for i, j, gram in _pair_blocks(rows_a, rows_b):
+            total += (2.0 if rows_b is None and i != j else 1.0) * np.sum(gram**2)
+        return np.sqrt(total)
+    gram_a = _small_gram(rows_a)
+    gram_b = gram_a if rows_b is None else _small_gram(rows_b)
+    return np.sqrt(max(float(np.sum(gram_a * gram_b)), 0.0))
+
+
+def _product_etf_distance(rows_a, rows_b=None, what="the matrix"):
+    """|| G / ||G||_F - E ||_F for G = A B^T (or A A^T), tile by tile.
+
+    The norm first (`_product_norm`), then one sweep sums the squared
+    deviations from E directly (no cancellation near E).
+    """
+    K = len(rows_a)
+    norm = _product_norm(rows_a, rows_b)
+    if not norm > 0:
+        warnings.warn(f"{what} is zero: its ETF distance is 0/0, reported as NaN",
+                      RuntimeWarning, stacklevel=3)
+        return float("nan")
+    off = -1.0 / (K * np.sqrt(K - 1))
+    on = (1.0 - 1.0 / K) / np.sqrt(K - 1)
+    total = 0.0
+    for i, j, gram in _pair_blocks(rows_a, rows_b):
+        deviation = gram / norm - off
+        if i == j:
+            np.einsum("ii->i", deviation)[:] += off - on
+        twice = rows_b is None and i != j  # the tile below the diagonal too
+        total += (2.0 if twice else 1.0) * np.sum(deviation**2)
+    return float(np.sqrt(total))
+
+
 def nc2(W):
-    """NC2 = || W W^T / ||W W^T||_F - E ||_F: the classifier's distance to a simplex ETF."""
-    W = rescaled(W)
-    return etf_distance(W @ W.T, "W W^T")
+    """NC2 = || W W^T / ||W W^T||_F - E ||_F: the classifier's distance to a simplex ETF.
+
+    `W`: (K, d), or its `Rows`; computed tile by tile.
+    """
+    return _product_etf_distance(rescaled(as_rows(W)), what="W W^T")
 
 
 def nc3(W, Hbar):
     """NC3 = || W Hbar / ||W Hbar||_F - E ||_F: self-duality of W and the centred means."""
-    return etf_distance(rescaled(W) @ rescaled(Hbar), "W Hbar")
+    return _product_etf_distance(rescaled(as_rows(W)), rescaled(_columns(Hbar)), "W Hbar")
 
 
 def nc3_papyan(W, Hbar):
@@ -251,19 +472,21 @@ def nc3_papyan(W, Hbar):
     The paper's `nc3` compares W Hbar with the simplex ETF instead, and so
     also requires the ETF geometry.
     """
-    W, Hbar = rescaled(W), rescaled(Hbar)
-    norms = np.linalg.norm(W), np.linalg.norm(Hbar)
+    W, Hbar = rescaled(as_rows(W)), rescaled(_columns(Hbar))
+    norms = np.linalg.norm(row_norms(W)), np.linalg.norm(row_norms(Hbar))
     if not min(norms) > 0:
         warnings.warn(f"{'W' if not norms[0] > 0 else 'Hbar'} is zero: Papyan's NC3 "
                       "is 0/0, reported as NaN", RuntimeWarning, stacklevel=2)
         return float("nan")
-    return float(np.linalg.norm(W.T / norms[0] - Hbar / norms[1]))
+    total = 0.0
+    for start, tile in W.tiles(arrays=8):
+        total += np.sum((tile / norms[0] - Hbar[start:start + len(tile)] / norms[1]) ** 2)
+    return float(np.sqrt(total))
 
 
 def means_etf_error(Hbar):
     """|| Hbar^T Hbar / ||Hbar^T Hbar||_F - E ||_F: NC2 for the centred class means."""
-    Hbar = rescaled(Hbar)
-    return etf_distance(Hbar.T @ Hbar, "Hbar^T Hbar")
+    return _product_etf_distance(rescaled(_columns(Hbar)), what="Hbar^T Hbar")
 
 
 # --- Angles between the centred class means ------------------------------------
@@ -272,14 +495,12 @@ def means_etf_error(Hbar):
 def means_cosines(Hbar):
     """The K x K cosines m_k . m_l, m_k = (mu_k - mu_G)/||mu_k - mu_G|| (columns of Hbar).
 
-    A simplex ETF has 1 on the diagonal and -1/(K-1) off it.
+    A simplex ETF has 1 on the diagonal and -1/(K-1) off it. This forms the
+    K x K matrix (for pictures of a few classes); the metrics that read it
+    (`means_cos_std`, `means_cos_max_gap`, `gnc2`) go tile by tile.
     """
     directions = unit_rows(Hbar.T)
     return directions @ directions.T
-
-
-def _off_diagonal(matrix):
-    return matrix[~np.eye(matrix.shape[0], dtype=bool)]
 
 
 def means_cos_std(Hbar):
@@ -288,7 +509,7 @@ def means_cos_std(Hbar):
     Equiangularity of the centred class means: 0 when all angles are equal,
     whether or not they are the simplex ETF's (see `means_cos_max_gap`).
     """
-    return float(np.std(_off_diagonal(means_cosines(Hbar))))
+    return means_pair_metrics(Hbar, keys=("means_cos_std",))["means_cos_std"]
 
 
 def means_cos_max_gap(Hbar):
@@ -298,8 +519,7 @@ def means_cos_max_gap(Hbar):
     (Papyan et al., PNAS 2020, plot the average of the same quantity,
     Fig. 4); 0 is only attainable when d >= K-1.
     """
-    K = Hbar.shape[1]
-    return float(np.max(np.abs(_off_diagonal(means_cosines(Hbar)) + 1.0 / (K - 1))))
+    return means_pair_metrics(Hbar, keys=("means_cos_max_gap",))["means_cos_max_gap"]
 
 
 def gnc2_minimum(num_classes):
@@ -321,10 +541,7 @@ def gnc2(Hbar):
     (K > d + 1 gives a number, above that bound). Distances come from the
     cosines, ||m_k - m_l||^2 = 2 - 2 m_k.m_l; two equal directions give inf.
     """
-    cosines = means_cosines(Hbar)
-    squared = np.maximum(2.0 - 2.0 * cosines[np.triu_indices(cosines.shape[0], 1)], 0.0)
-    with np.errstate(divide="ignore"):
-        return float(np.mean(-0.5 * np.log(squared)))
+    return means_pair_metrics(Hbar, keys=("gnc2",))["gnc2"]
 
 
 # --- NC4 and nearest class centre -------------------------------------------
@@ -332,7 +549,49 @@ def gnc2(Hbar):
 
 def nc4(W, b, mu_G):
     """NC4 = || b + W mu_G ||_2: the bias cancels the global mean (Sec. 4)."""
-    return float(np.linalg.norm(b + W @ mu_G))
+    rows = as_rows(W)
+    total = np.array(b, dtype=np.float64, copy=True)
+    for start, tile in rows.tiles():
+        total[start:start + len(tile)] += tile @ mu_G
+    return float(np.linalg.norm(total))
+
+
+def _best_class(features, vectors, offsets, coefficient):
+    """argmin_k offsets_k - coefficient h.v_k for each row h, over tiles of rows and classes.
+
+    Ties go to the smallest k, as np.argmin over the whole row does. At
+    most a tile budget of scores exists at once, whatever N and K.
+    """
+    features = np.asarray(features)
+    N, K = features.shape[0], vectors.shape[0]
+    classes = tiles.pair_tile_size(K, vectors.shape[1])
+    rows = tiles.row_tile_size(N, classes, arrays=3)
+    best = np.zeros(N, dtype=np.int64)
+    for r in range(0, N, rows):
+        h = features[r:r + rows]
+        lowest = np.full(h.shape[0], np.inf)
+        for c in range(0, K, classes):
+            scores = offsets[c:c + classes] - coefficient * (h @ vectors[c:c + classes].T)
+            scores[np.isnan(scores)] = np.inf
+            k = np.argmin(scores, axis=1)
+            value = scores[np.arange(h.shape[0]), k]
+            better = value < lowest
+            if c == 0:
+                better |= ~np.isfinite(lowest)
+            best[r:r + rows][better] = c + k[better]
+            lowest[better] = value[better]
+    return best
+
+
+def classifier_predictions(features, W, b=None):
+    """argmax_k (W h + b)_k for each row of `features` (N, d), in tiles of classes.
+
+    Equal to np.argmax(features @ W.T + b, axis=1) without the (N, K)
+    logits (20 GB at N = K = 50,000 in float64).
+    """
+    W = np.asarray(W)
+    offsets = np.zeros(W.shape[0]) if b is None else -np.asarray(b, dtype=np.float64)
+    return _best_class(features, W, offsets, 1.0)
 
 
 def nearest_class_mean(features, class_means, products=None):
@@ -341,9 +600,13 @@ def nearest_class_mean(features, class_means, products=None):
     Rows of NaN in `class_means` (classes never seen) are never nearest.
     `products`, features @ class_means^T (N, K), may be passed when already
     computed. argmin_k ||h - mu_k||^2 = argmin_k ||mu_k||^2 - 2 mu_k.h:
-    dropping ||h||^2 avoids an (N, K, d) tensor.
+    dropping ||h||^2 avoids an (N, K, d) tensor; without `products` the
+    distances are formed in tiles of rows and classes.
     """
-    products = features @ class_means.T if products is None else products
+    if products is None:
+        squared = np.sum(class_means**2, axis=1)
+        squared[~np.isfinite(class_means).all(axis=1)] = np.nan  # never nearest
+        return _best_class(features, class_means, squared, 2.0)
     distances = np.sum(class_means**2, axis=1) - 2.0 * products
     distances[:, ~np.isfinite(class_means).all(axis=1)] = np.inf
     return np.argmin(distances, axis=1)
@@ -370,17 +633,17 @@ def _cv(values):
 
 def norm_cv(vectors, axis):
     """Coefficient of variation (std / mean, population std) of the norms along `axis`."""
-    return _cv(np.linalg.norm(rescaled(vectors), axis=axis))
+    return _cv(row_norms(rescaled(as_rows(vectors, columns=(axis == 0)))))
 
 
 def means_norm_cv(Hbar):
     """Spread of ||mu_k - mu_G|| (0 when the centred means have equal norms)."""
-    return norm_cv(Hbar, axis=0)
+    return _cv(row_norms(rescaled(_columns(Hbar))))
 
 
 def classifier_norm_cv(W):
     """Spread of the classifier row norms ||w_k||."""
-    return norm_cv(W, axis=1)
+    return _cv(row_norms(rescaled(as_rows(W))))
 
 
 def unc3(W, Hbar):
@@ -391,12 +654,20 @@ def unc3(W, Hbar):
     class is aligned with its classifier equally well, whatever the angle,
     and whatever K and d. NaN when the mean cosine is 0 or a w_k is 0.
     """
-    return _cv(np.diag(classifier_means_cosines(W, Hbar)))
+    W, Hbar = rescaled(as_rows(W)), rescaled(_columns(Hbar))
+    cosines = np.empty(len(W))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for start, tile in W.tiles(arrays=8):
+            means = Hbar[start:start + len(tile)]
+            cosines[start:start + len(tile)] = np.einsum("ij,ij->i", tile, means) / (
+                np.linalg.norm(tile, axis=1) * np.linalg.norm(means, axis=1))
+    return _cv(cosines)
 
 
 def classifier_means_cosines(W, Hbar):
     """The K x K cosines cos(w_k, mu_l - mu_G): self-duality (NC3) makes it
-    the simplex ETF's cosine matrix (1 on the diagonal, -1/(K-1) off it)."""
+    the simplex ETF's cosine matrix (1 on the diagonal, -1/(K-1) off it).
+    Forms the K x K matrix (for pictures of a few classes)."""
     return unit_rows(W) @ unit_rows(Hbar.T).T
 
 

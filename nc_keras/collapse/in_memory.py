@@ -8,7 +8,7 @@ outcomes are `nc_keras.collapse.statistics`'s.
 
 import numpy as np
 
-from nc_keras.collapse import formulas
+from nc_keras.collapse import formulas, tiles
 from nc_keras.collapse.inputs import as_classifier, as_features, as_labels, finite_rows, to_numpy
 from nc_keras.collapse.statistics import (
     _Statistics,
@@ -45,8 +45,9 @@ class InMemoryStatistics(_Statistics):
     # Bytes per block of centred features (`_centred_blocks`).
     _BLOCK_BYTES = 2**21
 
-    def __init__(self, num_classes, features, labels, W=None, b=None):
-        super().__init__(num_classes)
+    def __init__(self, num_classes, features, labels, W=None, b=None, *,
+                 absent_classes="nan", tile_bytes=None):
+        super().__init__(num_classes, absent_classes, tile_bytes)
         y = as_labels(labels, self.num_classes)
         h = as_features(features, y.shape[0])
         self.dim = h.shape[1]
@@ -79,23 +80,21 @@ class InMemoryStatistics(_Statistics):
 
     def _class_means(self, h, y):
         """Counts (into `counts`) and class means relative to `shift` (K, d)."""
-        self.counts, sums = class_sums(h, y, self.num_classes,
-                                       self.shift if self._shifted else None)
-        present = self.counts > 0
+        present, counts, sums, _ = class_sums(h, y, self.shift if self._shifted else None)
+        self.counts = np.zeros(self.num_classes, dtype=np.int64)
+        self.counts[present] = counts
         means = np.zeros((self.num_classes, self.dim))
-        means[present] = sums[present] / self.counts[present, None]
+        means[present] = sums / counts[:, None]
         return means
 
     def _count_predictions(self, W, b):
-        # Logits and the NCC inner products in one (N, d) x (d, 2K) product.
-        K, h, y = self.num_classes, self._h, self._y
-        means = self.means
-        scores = h @ np.concatenate([W, means]).T
-        predicted = np.argmax(scores[:, :K] + b, axis=1)
-        self.num_ncc_compared = y.shape[0]
-        self._count_correct(predicted, y)
-        self.num_ncc_mismatch = formulas.ncc_mismatches(
-            predicted, h, self.class_means, products=scores[:, K:])
+        # Both argmins run over tiles of samples and classes: no (N, K) array.
+        h, y = self._h, self._y
+        with tiles.tile_budget(self.tile_bytes):
+            predicted = formulas.classifier_predictions(h, W, b)
+            self.num_ncc_compared = y.shape[0]
+            self._count_correct(predicted, y)
+            self.num_ncc_mismatch = formulas.ncc_mismatches(predicted, h, self.class_means)
 
     def _centred_blocks(self):
         """Yields (h_i - mu_k) / scale for blocks of rows, with their labels.
@@ -142,7 +141,8 @@ class InMemoryStatistics(_Statistics):
         return np.einsum("ij,ij->j", centred, centred) / self.num_samples
 
 
-def metrics(features, labels, W, b=None, num_classes=None, minority_classes=None):
+def metrics(features, labels, W, b=None, num_classes=None, minority_classes=None, *,
+            absent_classes="nan", tile_bytes=None):
     """NC1-NC4 and the extras of in-memory features, exactly (Sec. 4, "Metrics").
 
     Args:
@@ -153,6 +153,11 @@ def metrics(features, labels, W, b=None, num_classes=None, minority_classes=None
         num_classes: K; defaults to W.shape[0].
         minority_classes: class indices; with them, the result also has
             `MINORITY_KEYS` (minority_accuracy, minority_cosine).
+        absent_classes: "nan" (default) or "skip": classes without a sample
+            make the class-mean metrics NaN, or are left out (see
+            `CollapseStatistics`); "skip" adds "num_classes_present".
+        tile_bytes: the tile budget (default 256 MiB): no K x K array is
+            formed, whatever K.
     Returns:
         dict of Python floats keyed by `METRIC_KEYS` ("nc1", "nc2", "nc3",
         "nc4", "ncc_mismatch", "accuracy", ...). NCC mismatch uses the final
@@ -162,7 +167,8 @@ def metrics(features, labels, W, b=None, num_classes=None, minority_classes=None
     """
     W = to_numpy(W, np.float64)
     K = W.shape[0] if num_classes is None else num_classes
-    stats = InMemoryStatistics(K, features, labels, W, b)
+    stats = InMemoryStatistics(K, features, labels, W, b, absent_classes=absent_classes,
+                               tile_bytes=tile_bytes)
     result = stats.measure(W, b)
     if minority_classes is not None:
         result.update(minority_metrics(stats, W, minority_classes))

@@ -4,9 +4,9 @@ Every array becomes a numpy array here, once, so the formulas and the
 statistics see plain float64 features and int64 labels in [0, K).
 """
 
-import operator
-
 import numpy as np
+
+from nc_keras import validation
 
 
 def to_numpy(x, dtype=None):
@@ -18,62 +18,11 @@ def to_numpy(x, dtype=None):
     return np.asarray(x, dtype=dtype)
 
 
-def as_num_classes(num_classes):
-    """K as an int >= 2; a float (2.7, or even 3.0) is refused, not truncated."""
-    try:
-        k = operator.index(num_classes)
-    except TypeError:
-        raise TypeError(
-            f"num_classes must be an integer; got {num_classes!r}") from None
-    if k < 2:
-        raise ValueError(f"num_classes must be at least 2; got {k}")
-    return k
-
-
-def as_labels(labels, num_classes):
-    """Integer labels (N,) in [0, K); (N, 1) is squeezed, exact one-hot (N, K) decoded.
-
-    A (N, K) array is accepted only when every row is exactly one 1 and
-    K-1 zeros: logits or probabilities passed by mistake would otherwise be
-    argmaxed into labels the model itself chose.
-
-    Raises:
-        ValueError: for labels that are not whole numbers (integers, or
-            floats such as 2.0; or one-hot rows) or lie outside [0, K).
-    """
-    y = to_numpy(labels)
-    if y.ndim == 2 and y.shape[1] == 1:
-        y = y[:, 0]
-    elif y.ndim == 2 and y.shape[1] == num_classes:
-        one_hot = np.all((y == 0) | (y == 1), axis=1) & (np.sum(y == 1, axis=1) == 1)
-        if not one_hot.all():
-            raise ValueError(
-                f"labels of shape {y.shape} must be exact one-hot rows (one 1, "
-                f"the rest 0); {int((~one_hot).sum())} row(s) are not (logits or "
-                "probabilities passed as labels?)")
-        y = np.argmax(y, axis=1)
-    if y.ndim != 1:
-        raise ValueError(
-            f"labels must have shape (N,), (N, 1) or one-hot (N, {num_classes}); "
-            f"got {y.shape}"
-        )
-    if not np.issubdtype(y.dtype, np.integer):
-        if y.dtype == bool:
-            raise ValueError("labels must be whole numbers (integers, or floats such as 2.0); "
-                             "got dtype bool")
-        other = ~np.isfinite(y) | (y != np.round(np.nan_to_num(y)))
-        if other.any():
-            raise ValueError(
-                f"labels must be whole numbers (integers, or floats such as 2.0); got dtype "
-                f"{y.dtype} with {int(other.sum())} other value(s), e.g. {y[other][:3].tolist()}")
-    y = y.astype(np.int64)
-    bad = (y < 0) | (y >= num_classes)
-    if bad.any():
-        raise ValueError(
-            f"{int(bad.sum())} label(s) outside [0, {num_classes}), e.g. "
-            f"{sorted(set(y[bad][:5].tolist()))}; set num_classes or fix the labels"
-        )
-    return y
+# One rule for class counts and labels everywhere (`nc_keras.validation`):
+# K an integer >= 2 (3.0 taken as 3, 2.7 refused); labels (N,), (N, 1) or
+# exact one-hot, in [0, K).
+as_num_classes = validation.class_count
+as_labels = validation.labels
 
 
 def as_features(features, num_samples=None):

@@ -12,16 +12,22 @@ its share of every batch and the statistics of all processes are merged,
 so the metrics equal a single-device pass.
 """
 
+import warnings
+
+import keras
 import numpy as np
 
-from nc_keras.collapse import precision, probes
+from nc_keras import deprecation
+from nc_keras.collapse import formulas, precision, probes
 from nc_keras.collapse.inputs import to_numpy
 from nc_keras.collapse.statistics import FEATURE_ONLY_KEYS
 from nc_keras.collapse.streaming import CollapseStatistics
 
 __all__ = [
     "CHUNK_BYTES",
+    "NCC_MODES",
     "accumulate",
+    "check_ncc",
     "classifier_weights",
     "feature_extractor",
     "gather_processes",
@@ -36,6 +42,23 @@ __all__ = [
 # float64 statistics: one large symmetric product is several times faster
 # than many small ones (BLAS threading overhead), and memory stays bounded.
 CHUNK_BYTES = 16 * 2**20
+
+# How the NCC mismatch is counted: it needs the class means of the whole
+# pass, known only at its end. "previous": against given means (those of a
+# previous measurement), in the same pass, or exactly when there are none;
+# "exact": a second pass against the final means; "none": not counted (NaN).
+NCC_MODES = ("previous", "exact", "none")
+_NCC_RENAMED = {"given": "previous"}  # the former name in `measure`
+
+
+def check_ncc(ncc, where="measure", stacklevel=2):
+    """`ncc` if it is one of `NCC_MODES` (a former name: its new one, with a
+    DeprecationWarning pointing `stacklevel` frames up, 1 being the caller);
+    else ValueError."""
+    ncc = deprecation.renamed_value(ncc, _NCC_RENAMED, "ncc", where, stacklevel + 1)
+    if ncc not in NCC_MODES:
+        raise ValueError(f"ncc must be one of {NCC_MODES}; got {ncc!r}")
+    return ncc
 
 
 # ---------------------------------------------------------------------------
@@ -52,14 +75,14 @@ def classifier_weights(model, classifier=None):
     return probes.classifier_weights(probes.find_classifier(model, classifier))
 
 
-def feature_extractor(model, features=None, classifier=None, layers=(), layer_reduction="mean"):
+@deprecation.renamed_arguments(layer_reduction="pooling")
+def feature_extractor(model, features=None, classifier=None, layers=(), pooling="mean"):
     """A keras.Model from the model's inputs to [features, *layer outputs].
 
     The arguments are those of `nc_keras.collapse.probes.probe`; outputs are
-    (N, d_i), maps of rank > 2 pooled (or flattened) as `layer_reduction`
-    says.
+    (N, d_i), maps of rank > 2 pooled (or flattened) as `pooling` says.
     """
-    extractor = probes.probe(model, features, classifier, layers, layer_reduction).extractor
+    extractor = probes.probe(model, features, classifier, layers, pooling).extractor
     if extractor is None:
         raise ValueError("features given as a callable: there is no extractor model")
     return extractor
@@ -85,25 +108,36 @@ def _is_tf_dataset(data):
 def _split_batch(batch):
     if isinstance(batch, dict) or not isinstance(batch, (tuple, list)) or len(batch) < 2:
         raise ValueError("data must yield (x, y) or (x, y, sample_weight) batches")
-    return batch[0], batch[1]
+    return batch[0], batch[1], batch[2] if len(batch) > 2 else None
 
 
-def _slices(x, y, batch_size):
+def _slices(x, y, w, batch_size):
+    def rows(a, start):
+        return None if a is None else keras.tree.map_structure(
+            lambda leaf: leaf[start:start + batch_size], a)
+
     for start in range(0, len(y), batch_size):
-        yield x[start:start + batch_size], y[start:start + batch_size]
+        yield rows(x, start), y[start:start + batch_size], rows(w, start)
 
 
-def iterate_batches(data, batch_size=256, max_samples=None):
+def _is_arrays(data):
+    return isinstance(data, (tuple, list)) and len(data) in (2, 3) and not _is_tf_dataset(data)
+
+
+def iterate_batches(data, batch_size=256, max_samples=None, sample_weights=False):
     """Yields (x, y) numpy batches from any data the NC measurement accepts.
 
     Args:
         data: a tf.data.Dataset of (x, y[, w]) batches, a keras.utils.PyDataset,
-            or an (x, y) tuple of arrays (batched here by `batch_size`).
+            or an (x, y) or (x, y, w) tuple of arrays (batched here by
+            `batch_size`).
         max_samples: stop after this many samples (the first ones, in order:
             no sampling, so no random numbers are drawn).
+        sample_weights: yield (x, y, w) triples, w None when the data has
+            no weights.
     """
-    if isinstance(data, (tuple, list)) and len(data) == 2 and not _is_tf_dataset(data):
-        batches = _slices(*data, batch_size)
+    if _is_arrays(data):
+        batches = _slices(data[0], data[1], data[2] if len(data) == 3 else None, batch_size)
     elif _is_tf_dataset(data):
         if max_samples is None and data.cardinality() == -1:  # tf.data.INFINITE_CARDINALITY
             raise ValueError("the dataset repeats forever: pass max_samples")
@@ -116,26 +150,27 @@ def iterate_batches(data, batch_size=256, max_samples=None):
     else:
         raise ValueError(
             "data must be a tf.data.Dataset, a keras.utils.PyDataset or an "
-            f"(x, y) tuple of arrays; got {type(data).__name__}"
+            f"(x, y) or (x, y, sample_weight) tuple of arrays; got {type(data).__name__}"
         )
     remaining = np.inf if max_samples is None else int(max_samples)
-    for x, y in batches:
+    for x, y, w in batches:
         if remaining <= 0:
             return
         y = to_numpy(y)
         if len(y) > remaining:
-            x = x[: int(remaining)] if not isinstance(x, dict) else {
-                k: v[: int(remaining)] for k, v in x.items()}
-            y = y[: int(remaining)]
+            cut = int(remaining)
+            x = keras.tree.map_structure(lambda leaf: leaf[:cut], x)
+            y = y[:cut]
+            w = None if w is None else w[:cut]
         remaining -= len(y)
-        yield x, y
+        yield (x, y, w) if sample_weights else (x, y)
 
 
 # ---------------------------------------------------------------------------
 # Running the model: whole batches, or this process's share of each.
 
 
-def _process_outputs(predictor, data, batch_size, max_samples):
+def _process_outputs(predictor, data, batch_size, max_samples, ignore_class=None):
     """Yields (outputs, labels): this process's rows of each batch.
 
     `outputs` is the list of (rows, d_i) arrays the predictor returns
@@ -147,15 +182,18 @@ def _process_outputs(predictor, data, batch_size, max_samples):
     the padding's outputs are dropped: no sample is counted twice or lost,
     the last partial batch included. Padding cannot change the other rows:
     inference is per sample (BatchNorm uses its moving statistics).
+
+    Samples (or, for (B, T, d) features, positions) whose sample weight is
+    0 or whose label is `ignore_class` are dropped (`_kept_rows`).
     """
     import keras
 
     rank, processes = predictor.process_index, predictor.process_count
     local = predictor.local_replicas
-    for x, y in iterate_batches(data, batch_size, max_samples):
+    for x, y, w in iterate_batches(data, batch_size, max_samples, sample_weights=True):
         if processes == 1 and local == 1:
             outputs = keras.tree.flatten(predictor.predict(x))
-            yield [to_numpy(out).reshape(len(y), -1) for out in outputs], y
+            yield _kept_rows([to_numpy(out) for out in outputs], y, w, ignore_class)
             continue
         share = -(-len(y) // processes)
         start, stop = min(rank * share, len(y)), min((rank + 1) * share, len(y))
@@ -163,8 +201,48 @@ def _process_outputs(predictor, data, batch_size, max_samples):
         x = keras.tree.map_structure(lambda a: _zero_pad(to_numpy(a)[start:stop], padded), x)
         count = stop - start
         outputs = keras.tree.flatten(predictor.predict(x))
-        outputs = [to_numpy(out).reshape(padded, -1)[:count] for out in outputs]
-        yield outputs, y[start:stop]
+        outputs = [to_numpy(out)[:count] for out in outputs]
+        yield _kept_rows(outputs, y[start:stop], None if w is None else to_numpy(w)[start:stop],
+                         ignore_class)
+
+
+def _kept_rows(outputs, y, w, ignore_class):
+    """(outputs as (rows, d_i) arrays, labels (rows,)) of the kept samples.
+
+    Token-level collapse: (B, T, d) features with (B, T) labels make every
+    position a sample (B T rows). A sample weight of 0 (Keras's mask of
+    padded positions) or a label equal to `ignore_class` drops the row;
+    other weights are not used (each kept sample counts once, as the
+    paper's statistics are unweighted), with one warning.
+    """
+    y = to_numpy(y)
+    sequence = outputs[0].ndim == 3
+    if sequence:
+        if y.shape[:2] != outputs[0].shape[:2] or y.ndim > 3 or (y.ndim == 3 and y.shape[2] != 1):
+            raise ValueError(
+                f"the features are a sequence of shape {outputs[0].shape} (every position "
+                f"a sample): labels must have shape {outputs[0].shape[:2]}; got {y.shape}")
+        y = y.reshape(-1)
+    keep = None
+    if w is not None:
+        w = to_numpy(w).reshape(-1)
+        if w.shape[0] != y.shape[0]:
+            raise ValueError(f"sample weights of shape {w.shape} do not match the "
+                             f"{y.shape[0]} {'positions' if sequence else 'samples'}")
+        keep = w != 0
+        if not np.isin(w, (0, 1)).all():  # shown once per run by the default filter
+            warnings.warn("sample weights other than 0 and 1 are not used by the collapse "
+                          "measurement: a weight of 0 drops a sample, any other keeps it once",
+                          RuntimeWarning, stacklevel=4)
+    if ignore_class is not None and y.ndim == 1:
+        ignored = y == ignore_class
+        keep = ~ignored if keep is None else keep & ~ignored
+    rows = []
+    for out in outputs:
+        out = out.reshape(-1, out.shape[-1]) if sequence and out.ndim == 3 else out.reshape(
+            len(out), -1)
+        rows.append(out if keep is None else out[keep])
+    return rows, (y if keep is None else y[keep])
 
 
 def _zero_pad(rows, size):
@@ -172,10 +250,10 @@ def _zero_pad(rows, size):
     return np.concatenate([rows, padding])
 
 
-def _chunks(predictor, data, batch_size, max_samples):
+def _chunks(predictor, data, batch_size, max_samples, ignore_class=None):
     """Yields (outputs, labels) numpy chunks of whole batches."""
     parts, size = [], 0
-    for outputs, y in _process_outputs(predictor, data, batch_size, max_samples):
+    for outputs, y in _process_outputs(predictor, data, batch_size, max_samples, ignore_class):
         parts.append((outputs, y))
         size += sum(out.nbytes for out in outputs)
         if size >= CHUNK_BYTES:
@@ -190,17 +268,12 @@ def _concatenate(parts):
     return outputs, np.concatenate([y for _, y in parts])
 
 
-def _logits(features, W, b):
-    logits = features @ W.T
-    return logits if b is None else logits + b
-
-
 # ---------------------------------------------------------------------------
 # Passes and measurements.
 
 
 def accumulate(predictor, data, W, b=None, *, batch_size=256, max_samples=None,
-               ncc_means=None, stats=None):
+               ncc_means=None, stats=None, ignore_class=None, absent_classes="nan"):
     """One pass over `data`; returns a `CollapseStatistics` per output.
 
     `predictor` (a `nc_keras.backend.ShardedPredictor`, e.g.
@@ -212,28 +285,34 @@ def accumulate(predictor, data, W, b=None, *, batch_size=256, max_samples=None,
     the features; when `ncc_means` (K, d) is given, NCC mismatches against
     it are counted too. Under a distribution the result covers this
     process's share of `data` only; `gather_processes` combines the shares.
+    Samples (positions, for sequence features) labelled `ignore_class` or
+    weighted 0 are left out. The predictions argmax(W h + b) are taken
+    over tiles of classes: no (B, K) logits exist, whatever K.
     """
-    for outputs, y in _chunks(predictor, data, batch_size, max_samples):
+    for outputs, y in _chunks(predictor, data, batch_size, max_samples, ignore_class):
         if stats is None:
-            stats = [CollapseStatistics(W.shape[0]) for _ in outputs]
-        logits = _logits(outputs[0], W, b)
-        stats[0].update(outputs[0], y, logits)
+            stats = [CollapseStatistics(W.shape[0], absent_classes=absent_classes)
+                     for _ in outputs]
+        predicted = formulas.classifier_predictions(outputs[0], W, b)
+        stats[0].update(outputs[0], y, predictions=predicted)
         if ncc_means is not None:
-            stats[0].update_ncc(outputs[0], logits, ncc_means)
+            stats[0].update_ncc(outputs[0], None, ncc_means, predictions=predicted)
         for part, layer_stats in zip(outputs[1:], stats[1:]):
             layer_stats.update(part, y)
     return stats
 
 
-def ncc_pass(predictor, data, W, b, means, *, batch_size=256, max_samples=None):
+def ncc_pass(predictor, data, W, b, means, *, batch_size=256, max_samples=None,
+             ignore_class=None):
     """Second pass: the exact NCC mismatch of the features against `means` (K, d).
 
     Returns a `CollapseStatistics` that holds only the NCC counts (to
     `merge` into the first pass's).
     """
     counted = CollapseStatistics(W.shape[0], W.shape[1])
-    for outputs, _ in _chunks(predictor, data, batch_size, max_samples):
-        counted.update_ncc(outputs[0], _logits(outputs[0], W, b), means)
+    for outputs, _ in _chunks(predictor, data, batch_size, max_samples, ignore_class):
+        counted.update_ncc(outputs[0], None, means,
+                           predictions=formulas.classifier_predictions(outputs[0], W, b))
     return counted
 
 
@@ -254,7 +333,8 @@ def gather_processes(stats, allgather):
     if len(rows) == 1:
         return stats
     bounds = np.cumsum([int(np.prod(shape)) for shape in shapes])[:-1]
-    merged = CollapseStatistics(stats.num_classes, stats.dim)
+    merged = CollapseStatistics(stats.num_classes, stats.dim,
+                                absent_classes=stats.absent_classes, tile_bytes=stats.tile_bytes)
     for row in rows:
         pieces = np.split(row, bounds)
         merged.merge(CollapseStatistics.from_state(
@@ -263,11 +343,14 @@ def gather_processes(stats, allgather):
 
 
 def measure(probe, data, *, batch_size=256, max_samples=None, ncc="exact",
-            ncc_means=None, predictor=None):
+            ncc_means=None, predictor=None, ignore_class=None, absent_classes="nan"):
     """Streams `data` through a `ModelProbe` and measures.
 
-    `ncc`: "exact" (a second pass against the final class means), "given"
-    (against `ncc_means`, in the same pass) or "none" (ncc_mismatch NaN).
+    `ncc`: one of `NCC_MODES`: "previous" (against `ncc_means`, in the
+    same pass; without them, as "exact"), "exact" (a second pass against
+    the final class means) or "none" (ncc_mismatch NaN).
+    `ignore_class`: a label whose samples (positions) are left out;
+    `absent_classes`: "nan" or "skip" (`CollapseStatistics`).
     `predictor` (default: `probe.predictor()`, i.e.
     `nc_keras.backend.sharded_predictor` for the active distribution) runs
     the extractor; under data parallelism each process measures its share
@@ -281,12 +364,16 @@ def measure(probe, data, *, batch_size=256, max_samples=None, ncc="exact",
         the features' `CollapseStatistics`; and {name: statistics} of the
         layers.
     """
+    ncc = check_ncc(ncc)
+    if ncc == "previous" and ncc_means is None:
+        ncc = "exact"  # nothing previous: the exact second pass
     W, b = probe.weights()
     predictor = probe.predictor() if predictor is None else predictor
-    given = ncc_means if ncc == "given" else None
-    options = dict(batch_size=batch_size, max_samples=max_samples)
-    stats = [CollapseStatistics(*W.shape)] + [
-        CollapseStatistics(W.shape[0]) for _ in probe.layer_names]
+    given = ncc_means if ncc == "previous" else None
+    options = dict(batch_size=batch_size, max_samples=max_samples, ignore_class=ignore_class)
+    stats = [CollapseStatistics(*W.shape, absent_classes=absent_classes)] + [
+        CollapseStatistics(W.shape[0], absent_classes=absent_classes)
+        for _ in probe.layer_names]
     stats = accumulate(predictor, data, W, b, ncc_means=given, stats=stats, **options)
     several = predictor.process_count > 1
     if several:
@@ -300,11 +387,15 @@ def measure(probe, data, *, batch_size=256, max_samples=None, ncc="exact",
     for name, part in layer_stats.items():
         values = part.measure()
         result.update({layer_key(key, name): values[key] for key in FEATURE_ONLY_KEYS})
+    if "num_classes_present" in result:
+        result["num_classes_present"] = result.pop("num_classes_present")  # after the layers
     return result, stats[0], layer_stats
 
 
+@deprecation.renamed_arguments(layer_reduction="pooling")
 def measure_model(model, data, *, features=None, classifier=None, layers=(),
-                  layer_reduction="mean", batch_size=256, max_samples=None, ncc="exact"):
+                  pooling="mean", batch_size=256, max_samples=None, ncc="exact",
+                  ncc_means=None, ignore_class=None, absent_classes="nan"):
     """NC1-NC4 and the extras of a trained model on `data`, offline.
 
     With K classes, class means mu_k, global mean mu_G, centred means Hbar
@@ -322,18 +413,32 @@ def measure_model(model, data, *, features=None, classifier=None, layers=(),
             kernel) and its input. See `nc_keras.collapse.probes.probe`.
         layers: intermediate layers (or names) measured too, in the same
             pass: their `FEATURE_ONLY_KEYS` as "nc1/<name>", ...
-        layer_reduction: "mean" (global average pooling of maps) or "flatten".
+        pooling: "mean" (global average pooling of maps) or "flatten".
         ncc: "exact" (default) makes a second pass over `data` for the NCC
-            mismatch against the final class means; "none" skips it (NaN).
+            mismatch against the final class means; "previous" compares
+            with `ncc_means` (K, d) (e.g. an earlier checkpoint's class
+            means) in the same pass, or is "exact" without them; "none"
+            skips it (NaN).
+        ignore_class: a label whose samples are left out (as in
+            `keras.losses.SparseCategoricalCrossentropy`): e.g. the padding
+            token of a language model. A sample weight of 0 in (x, y, w)
+            data leaves a sample out too.
+        absent_classes: "nan" (default: a class without samples makes the
+            class-mean metrics NaN) or "skip" (measure the classes present;
+            adds "num_classes_present"). See `CollapseStatistics`.
+
+    Sequence models: with (B, T, d) features (logits (B, T, K)) and labels
+    (B, T), every kept position is a sample (token-level collapse).
+
     Returns:
         dict of Python floats keyed by `METRIC_KEYS`, the layer keys, and
         "num_samples".
     """
-    if ncc not in ("exact", "none"):
-        raise ValueError(f"ncc must be 'exact' or 'none'; got {ncc!r}")
+    ncc = check_ncc(ncc, "measure_model", stacklevel=3)  # past the renaming wrapper
     # A mixed-precision model is measured in float32 (`precision`).
-    model_probe = precision.probe(model, features, classifier, layers, layer_reduction)
+    model_probe = precision.probe(model, features, classifier, layers, pooling)
     result, stats, _ = measure(model_probe, data, batch_size=batch_size,
-                               max_samples=max_samples, ncc=ncc)
+                               max_samples=max_samples, ncc=ncc, ncc_means=ncc_means,
+                               ignore_class=ignore_class, absent_classes=absent_classes)
     result["num_samples"] = float(stats.num_samples)
     return result

@@ -42,9 +42,8 @@ class Float32Probe(probes.ModelProbe):
     weights.
     """
 
-    def __init__(self, source, twin_probe):
-        super().__init__(twin_probe.model, twin_probe.classifier, twin_probe.extractor,
-                         twin_probe.features_fn, twin_probe.layer_names)
+    def __init__(self, source, twin_probe):  # noqa: D107 - the twin's probe, adopted whole
+        vars(self).update(vars(twin_probe))
         self.source = source
 
     def sync(self):

@@ -8,13 +8,23 @@ finds them in any Keras model:
 - `classifier`: a layer (or its name) whose kernel is (d, K): Dense,
   SimplexETF, with or without bias, with any activation (only the argmax of
   W h + b is used, and a softmax keeps it). Default: the layer named
-  "classifier", else the last layer with a 2-D kernel.
+  "classifier", else the last layer with a 2-D kernel. A tied head (a
+  language model whose logits are h E^T for its token embedding E) is
+  given as that `Embedding` layer (keras-hub's `ReversibleEmbedding`
+  included): W = E (K, d), b = 0. Any other head: `classifier=(W, b)`
+  (arrays or variables, read at each measurement) or a callable returning
+  them. These three need `features=`.
 - `features`: a layer (or its name), whose output is used, or a callable
   x -> features for a model without a graph (subclassed). Default: what the
   classifier is called on.
 - `layers`: more layers (or names) whose outputs are measured without the
   classifier (NC1 and the other class-mean metrics); maps of rank > 2 are
-  global-average pooled (`reduction="mean"`) or flattened ("flatten").
+  global-average pooled (`pooling="mean"`) or flattened ("flatten").
+
+Sequence models: when the features are (B, T, d) (a Dense applied at
+every position gives (B, T, K) logits), every position is a sample
+(token-level collapse): the features, and every measured layer with a
+(B, T, d_i) output, are not pooled; the labels are then (B, T).
 
 Names are looked up recursively, into nested models (a keras.applications
 backbone inside a functional model), and "outer/inner" paths pick one of
@@ -30,11 +40,15 @@ import keras
 import numpy as np
 
 from nc_keras.collapse.inputs import to_numpy
+from nc_keras.deprecation import renamed_arguments
 
-__all__ = ["LAYER_REDUCTIONS", "MAX_FLATTEN_WIDTH", "ModelProbe", "classifier_weights",
-           "find_classifier", "find_layer", "probe"]
+__all__ = ["LAYER_REDUCTIONS", "MAX_FLATTEN_WIDTH", "POOLINGS", "ModelProbe", "check_pooling",
+           "classifier_weights", "find_classifier", "find_layer", "probe"]
 
-LAYER_REDUCTIONS = ("mean", "flatten")
+# How maps of rank > 2 become (N, d) features: global average pooling or
+# flattening. (`LAYER_REDUCTIONS`: the former name, kept for one release.)
+POOLINGS = ("mean", "flatten")
+LAYER_REDUCTIONS = POOLINGS
 # A flattened map of width d costs a d x d float64 scatter: 2 GB at 16384.
 MAX_FLATTEN_WIDTH = 16384
 # Errors list at most this many candidate layers.
@@ -46,28 +60,33 @@ class ModelProbe:
 
     Attributes:
         model: the model.
-        classifier: the classifier layer; `weights()` reads W and b from it.
+        classifier: the classifier layer (None for `classifier=(W, b)` or a
+            callable); `weights()` reads W and b.
         extractor: a `keras.Model` from the model's inputs to [features,
-            *layer outputs] (reduced to (N, d_i)), or None when the features
-            come from a callable.
+            *layer outputs] (reduced to (N, d_i), or (N, T, d_i) for
+            sequences), or None when the features come from a callable.
         features_fn: the callable x -> features, or None.
         layer_names: names of the extra layers, in the extractor's order.
+        sequence: whether every position of (B, T, d) features is a sample.
     """
 
-    def __init__(self, model, classifier, extractor=None, features_fn=None, layer_names=()):
+    def __init__(self, model, classifier, extractor=None, features_fn=None, layer_names=(),
+                 weights_fn=None, sequence=False):
         self.model = model
         self.classifier = classifier
         self.extractor = extractor
         self.features_fn = features_fn
         self.layer_names = tuple(layer_names)
+        self.sequence = sequence
+        self._weights_fn = weights_fn or (lambda: classifier_weights(classifier))
 
     @property
     def num_classes(self):
-        return int(self.classifier.kernel.shape[1])
+        return int(self.weights()[0].shape[0])
 
     def weights(self):
-        """The classifier's current (W, b): W = kernel^T (K, d), b (K,) or None."""
-        return classifier_weights(self.classifier)
+        """The classifier's current (W, b): W (K, d) float64, b (K,) or None."""
+        return self._weights_fn()
 
     def predictor(self):
         """How the active distribution runs the extractor (or the callable)."""
@@ -79,13 +98,55 @@ class ModelProbe:
 
 
 def classifier_weights(layer):
-    """(W, b) of a classifier layer: W = kernel^T (K, d) float64, b (K,) or None."""
+    """(W, b) of a classifier layer: W (K, d) float64, b (K,) or None.
+
+    A Dense-like layer: W = kernel^T. An `Embedding` used as a tied head
+    (logits h E^T): W = E, no bias; keras-hub's `ReversibleEmbedding` with
+    `tie_weights=False` has its own reverse kernel (d, K): W = its transpose.
+    """
+    if isinstance(layer, keras.layers.Embedding):
+        reverse = getattr(layer, "reverse_embeddings", None)
+        if reverse is not None and not getattr(layer, "tie_weights", True):
+            return to_numpy(reverse, np.float64).T, None
+        return to_numpy(layer.embeddings, np.float64), None
     W = to_numpy(layer.kernel, np.float64).T
     bias = getattr(layer, "bias", None)
     return W, None if bias is None else to_numpy(bias, np.float64)
 
 
-def probe(model, features=None, classifier=None, layers=(), reduction="mean"):
+def _given_weights(source):
+    """A function reading (W, b) from `classifier=(W, b)` or a callable returning it."""
+
+    def weights():
+        pair = source() if callable(source) else source
+        if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
+            raise ValueError("classifier: a callable must return (W, b), W (K, d) and b "
+                             f"(K,) or None; got {type(pair).__name__}")
+        W, b = pair
+        W = to_numpy(W, np.float64)
+        if W.ndim != 2 or W.shape[0] < 2:
+            raise ValueError(f"classifier: W must have shape (K, d) with K >= 2; got {W.shape}")
+        return W, None if b is None else to_numpy(b, np.float64).reshape(-1)
+
+    return weights
+
+
+def _is_given(classifier):
+    """Whether `classifier` is (W, b) or a callable, not a layer or a name."""
+    if isinstance(classifier, (str, keras.layers.Layer)) or classifier is None:
+        return False
+    return callable(classifier) or isinstance(classifier, (tuple, list))
+
+
+def check_pooling(pooling):
+    """ValueError unless `pooling` is one of `POOLINGS`."""
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {POOLINGS}; got {pooling!r}")
+    return pooling
+
+
+@renamed_arguments(reduction="pooling")
+def probe(model, features=None, classifier=None, layers=(), pooling="mean"):
     """The `ModelProbe` of `model`: its classifier, features and extra layers.
 
     Args:
@@ -96,20 +157,30 @@ def probe(model, features=None, classifier=None, layers=(), reduction="mean"):
             run the model in inference mode (e.g.
             `lambda x: model.backbone(x, training=False)`).
         classifier: None (the layer named "classifier", else the last layer
-            with a 2-D kernel), a layer or its name.
+            with a 2-D kernel), a layer or its name; an `Embedding` layer
+            (a tied head: W = its table); or (W, b), arrays or variables,
+            or a callable returning them, for any other head. The last
+            three need `features`.
         layers: layers or names whose outputs are measured too.
-        reduction: "mean" (global average pooling of maps of rank > 2 over
+        pooling: "mean" (global average pooling of maps of rank > 2 over
             every axis but the batch and the channels) or "flatten".
     Raises:
         ValueError: naming the candidate layers and the argument to pass,
             when a choice is ambiguous or impossible.
     """
-    if reduction not in LAYER_REDUCTIONS:
-        raise ValueError(f"layer_reduction must be one of {LAYER_REDUCTIONS}; got {reduction!r}")
+    check_pooling(pooling)
     if not model.built:
         raise ValueError(f"model {model.name!r} is not built: call it on a batch, "
                          "build it, or measure inside fit")
-    layer = find_classifier(model, classifier)
+    given = _is_given(classifier)
+    layer = None if given else find_classifier(model, classifier)
+    weights_fn = _given_weights(classifier) if given else None
+    if (given or isinstance(layer, keras.layers.Embedding)) and features is None:
+        raise ValueError(
+            "features: a classifier given as (W, b), a callable or an Embedding "
+            "(a tied head) does not say where the features come from: pass "
+            "features=the layer whose output the head consumes (e.g. the final "
+            "layer normalization)")
     layers = [find_layer(model, spec, "layers") for spec in layers]
     names = [item.name for item in layers]
     repeated = sorted({name for name in names if names.count(name) > 1})
@@ -121,7 +192,7 @@ def probe(model, features=None, classifier=None, layers=(), reduction="mean"):
             raise ValueError(
                 "layers= needs features from the model's graph (a layer or its "
                 "name), not a callable: one forward pass gives them all")
-        return ModelProbe(model, layer, features_fn=features)
+        return ModelProbe(model, layer, features_fn=features, weights_fn=weights_fn)
     graph = _graph_of(model)
     if graph is None:
         raise ValueError(
@@ -139,17 +210,29 @@ def probe(model, features=None, classifier=None, layers=(), reduction="mean"):
         h = taps[id(layer)][0]
     else:
         h = _output(taps, features_layer)
-    h = _reduce(h, reduction, f"features ({_describe(features_layer, layer)})")
-    d = int(layer.kernel.shape[0])
+    # (B, T, d) features: a sequence model, every position a sample.
+    sequence = _rank(h) == 3
+    h = _reduce(h, pooling, f"features ({_describe(features_layer, layer)})", sequence)
+    d = int((weights_fn() if given else classifier_weights(layer))[0].shape[1])
     if h.shape[-1] != d:
         raise ValueError(
             f"the features, {_describe(features_layer, layer)}, have width "
-            f"{h.shape[-1]}, but classifier {layer.name!r} takes {d}: pass "
+            f"{h.shape[-1]}, but classifier {_name(layer)} takes {d}: pass "
             "features= the layer the classifier consumes")
-    outputs = [h] + [_reduce(_output(taps, item), reduction, f"layer {item.name!r}")
+    outputs = [h] + [_reduce(_output(taps, item), pooling, f"layer {item.name!r}", sequence)
                      for item in layers]
     extractor = keras.Model(graph.input, outputs, name="nc_probe")
-    return ModelProbe(model, layer, extractor=extractor, layer_names=names)
+    return ModelProbe(model, layer, extractor=extractor, layer_names=names,
+                      weights_fn=weights_fn, sequence=sequence)
+
+
+def _name(layer):
+    return "given as (W, b)" if layer is None else repr(layer.name)
+
+
+def _rank(tensor):
+    shape = getattr(tensor, "shape", None)
+    return None if shape is None else len(shape)
 
 
 def _output(taps, layer):
@@ -161,7 +244,7 @@ def _output(taps, layer):
 
 def _describe(features_layer, classifier):
     if features_layer is None:
-        return f"the input of {classifier.name!r}"
+        return f"the input of {_name(classifier)}"
     return f"the output of {features_layer.name!r}"
 
 
@@ -229,10 +312,11 @@ def find_classifier(model, spec=None):
     """The classifier layer: `spec`, the one named "classifier", or the last linear one."""
     if spec is not None:
         layer = find_layer(model, spec, "classifier")
-        if not _is_linear(layer):
+        if not (_is_linear(layer) or isinstance(layer, keras.layers.Embedding)):
             raise ValueError(
                 f"classifier {layer.name!r} ({type(layer).__name__}) has no (d, K) "
-                "kernel: pass the Dense (or SimplexETF) layer that gives the logits")
+                "kernel: pass the Dense (or SimplexETF) layer that gives the logits, "
+                "the Embedding of a tied head, or classifier=(W, b)")
         return layer
     walked = list(_walk(model))
     named = [layer for path, layer in walked if layer.name == "classifier" and _is_linear(layer)]
@@ -313,21 +397,28 @@ class _Tracer:
         return call
 
 
-def _reduce(tensor, reduction, what):
-    """(N, ...) symbolic tensor -> (N, d): pooled or flattened."""
+def _reduce(tensor, pooling, what, sequence=False):
+    """(N, ...) symbolic tensor -> (N, d): pooled or flattened.
+
+    In a sequence model (`sequence`), (N, T, d) outputs stay as they are:
+    every position is a sample.
+    """
     if tensor is None:
         raise ValueError(f"{what}: never computed in the model's graph")
     if isinstance(tensor, (list, tuple, dict)):
         raise ValueError(f"{what}: several tensors; measure a layer with one output")
-    if len(tensor.shape) <= 2:
+    if len(tensor.shape) <= 2 or (sequence and len(tensor.shape) == 3):
         return tensor
-    if reduction == "flatten":
+    if sequence:
+        raise ValueError(f"{what}: shape {tuple(tensor.shape)} in a sequence model; "
+                         "measure layers with (batch, positions, width) outputs")
+    if pooling == "flatten":
         width = int(np.prod(tensor.shape[1:]))
         if width > MAX_FLATTEN_WIDTH:
             raise ValueError(
                 f"{what}: flattened width {width} is above {MAX_FLATTEN_WIDTH} (its "
                 f"{width} x {width} scatter would take {8 * width**2 / 2**30:.0f} GB); "
-                "use layer_reduction='mean'")
+                "use pooling='mean'")
         return keras.ops.reshape(tensor, (-1, width))
     channels_first = keras.config.image_data_format() == "channels_first"
     axes = tuple(range(2, len(tensor.shape))) if channels_first else tuple(

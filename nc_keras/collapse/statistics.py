@@ -80,11 +80,11 @@ import warnings
 
 import numpy as np
 
-from nc_keras.collapse import formulas
+from nc_keras.collapse import formulas, tiles
 from nc_keras.collapse.inputs import as_classifier, as_num_classes, to_numpy
 
 __all__ = [
-    "CLASSIFIER_KEYS", "FEATURE_ONLY_KEYS", "METRIC_KEYS", "MINORITY_KEYS", "class_square_sums",
+    "ABSENT_CLASSES", "CLASSIFIER_KEYS", "FEATURE_ONLY_KEYS", "METRIC_KEYS", "MINORITY_KEYS", "class_square_sums",
     "class_sums", "minority_metrics", "power_of_two_above",
 ]  # fmt: skip
 
@@ -120,31 +120,40 @@ CLASSIFIER_KEYS = ("nc2", "classifier_norm_cv", "minority_cosine")
 # The optional keys of a result dict given minority classes (imbalanced data).
 MINORITY_KEYS = ("minority_accuracy", "minority_cosine")
 
+# What a measurement does with classes that have no sample: NaN for the
+# metrics that need every class mean, or measure the classes present.
+ABSENT_CLASSES = ("nan", "skip")
+
 # Up to this many classes in a batch, per-class masks beat sorting.
 _MASKED_MAX_CLASSES = 64
 
 
-def class_sums(features, labels, num_classes, shift=None):
-    """Per-class counts (K,) and sums (K, d) of the features (minus `shift`) of one batch."""
-    counts = np.bincount(labels, minlength=num_classes)
-    present = np.flatnonzero(counts)
-    sums = np.zeros((num_classes, features.shape[1]))
+def class_sums(features, labels, shift=None):
+    """The classes present in one batch, their counts and sums of features (minus `shift`).
+
+    Returns (present (P,), counts (P,), sums (P, d), inverse (B,)) with
+    `present` sorted and `inverse` each row's index into it: O(B d + P d),
+    whatever K (a vocabulary batch holds a few of 50,000 classes).
+    """
+    present, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    inverse = inverse.reshape(-1)
+    sums = np.zeros((present.size, features.shape[1]))
     if present.size <= _MASKED_MAX_CLASSES:
         # Boolean masks copy each row once; a one-hot product is slower here
         # (thin BLAS shapes) and sorting costs an extra full copy.
-        for k in present:
-            rows = features[labels == k]
+        for index in range(present.size):
+            rows = features[inverse == index]
             if shift is not None:
                 rows -= shift
-            sums[k] = rows.sum(axis=0)
-        return counts, sums
-    order = np.argsort(labels, kind="stable")
-    starts = np.concatenate([[0], np.cumsum(counts[present])[:-1]])
+            sums[index] = rows.sum(axis=0)
+        return present, counts, sums, inverse
+    order = np.argsort(inverse, kind="stable")
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     rows = features[order]
     if shift is not None:
         rows -= shift
-    sums[present] = np.add.reduceat(rows, starts, axis=0)
-    return counts, sums
+    sums[:] = np.add.reduceat(rows, starts, axis=0)
+    return present, counts, sums, inverse
 
 
 def power_of_two_above(value):
@@ -158,7 +167,10 @@ def power_of_two_above(value):
 
 
 def class_square_sums(rows, labels, num_classes):
-    """Per-class sums of ||row||^2 (K,): the per-class traces of a centred batch."""
+    """Per-class sums of ||row||^2 (num_classes,): the per-class traces of a centred batch.
+
+    `labels` index the classes (class labels, or a batch's `inverse`).
+    """
     return np.bincount(labels, weights=np.einsum("ij,ij->i", rows, rows),
                        minlength=num_classes)
 
@@ -188,8 +200,14 @@ class _Statistics:
     _COUNTERS = ("num_nonfinite", "num_predicted", "num_correct",
                  "num_ncc_compared", "num_ncc_mismatch")
 
-    def __init__(self, num_classes):
+    def __init__(self, num_classes, absent_classes="nan", tile_bytes=None):
         self.num_classes = as_num_classes(num_classes)
+        if absent_classes not in ABSENT_CLASSES:
+            raise ValueError(f"absent_classes must be one of {ABSENT_CLASSES}; "
+                             f"got {absent_classes!r}")
+        self.absent_classes = absent_classes
+        with tiles.tile_budget(tile_bytes):  # checked here, not at the first measure
+            self.tile_bytes = tiles.tile_bytes()
         self.dim = None
         self.counts = np.zeros(self.num_classes, dtype=np.int64)
         self.shift = None  # (d,)
@@ -245,25 +263,45 @@ class _Statistics:
                 then only the `FEATURE_ONLY_KEYS` are numbers, the rest NaN.
             b: (K,) bias or None (zero).
         Returns:
-            dict of Python floats with the keys `METRIC_KEYS`.
+            dict of Python floats with the keys `METRIC_KEYS`, and
+            "num_classes_present" when `absent_classes` is "skip".
         """
+        with tiles.tile_budget(self.tile_bytes):
+            return self._measure(W, b)
+
+    def _measure(self, W, b):
         out = dict.fromkeys(METRIC_KEYS, float("nan"))
+        if W is not None:
+            W, b = as_classifier(W, b, self.num_classes, self.dim)
+        # The classes measured: all K, or (absent_classes="skip") those with
+        # samples, W and b restricted to their rows.
+        present = None
+        if self.absent_classes == "skip":
+            measured = np.flatnonzero(self.counts)
+            out["num_classes_present"] = float(measured.size)
+            if measured.size < self.num_classes:
+                present = measured
+        K = self.num_classes if present is None else present.size
+        if present is not None and K < 2:
+            warnings.warn(f"{K} class(es) have samples: the class-mean metrics need two",
+                          RuntimeWarning, stacklevel=3)
         if W is None:
-            K, d = self.num_classes, self.dim
+            d = self.dim
             w_ok = predicts = False
         else:
-            W, b = as_classifier(W, b, self.num_classes, self.dim)
-            K, d = W.shape
+            d = W.shape[1]
             w_ok, b_ok = _classifier_faults(W, b)
             predicts = w_ok and b_ok
+            if present is not None:
+                W, b = tiles.Rows(W, index=present), b[present]
         # Without W and without samples d is unknown: nothing to warn about.
         etf = d is None or formulas.etf_exists(K, d)
         if not etf:
             warnings.warn(
                 f"{K} classes in {d} dimensions: no simplex ETF exists (it needs "
                 "d >= K - 1), so nc2, nc3, means_etf_error and means_cos_max_gap "
-                "are NaN", RuntimeWarning, stacklevel=2)
-        if w_ok:
+                "are NaN", RuntimeWarning, stacklevel=3)
+        if w_ok and K >= 2:
             out["nc2"] = formulas.nc2(W) if etf else float("nan")
             out["classifier_norm_cv"] = formulas.classifier_norm_cv(W)
         if predicts and self.num_predicted:
@@ -271,45 +309,55 @@ class _Statistics:
         if self.num_nonfinite:
             warnings.warn(
                 f"{self.num_nonfinite} sample(s) have NaN or infinite features: "
-                "feature metrics are NaN", RuntimeWarning, stacklevel=2)
+                "feature metrics are NaN", RuntimeWarning, stacklevel=3)
             return out
         if self.num_samples == 0:
             warnings.warn("no samples: feature metrics are NaN", RuntimeWarning,
-                          stacklevel=2)
+                          stacklevel=3)
             return out
 
         mu_G = formulas.global_mean(self.counts, self._means)  # frame units
         if predicts:
             out["nc4"] = formulas.nc4(W, b, self.shift + self.scale * mu_G)
         empty = np.flatnonzero(self.counts == 0)
-        if empty.size:
+        if present is None and empty.size:
             warnings.warn(
-                f"class(es) {empty[:10].tolist()} have no sample: NC1, NC3, "
-                "NCC mismatch and the class-mean extras are NaN",
-                RuntimeWarning, stacklevel=2)
+                f"class(es) {empty[:10].tolist()}"
+                f"{f' and {empty.size - 10} more' if empty.size > 10 else ''} have no sample: "
+                "NC1, NC3, NCC mismatch and the class-mean extras are NaN; "
+                "absent_classes='skip' measures the classes that have samples",
+                RuntimeWarning, stacklevel=3)
             return out
         if predicts and self.num_ncc_compared:
             out["ncc_mismatch"] = self.num_ncc_mismatch / self.num_ncc_compared
+        if K < 2:
+            return out
 
-        Hbar = formulas.centred_means(self._means, mu_G)
+        # Hbar^T, K x d, is read tile by tile, never formed.
+        Hbar = tiles.Rows(self._means, index=present, offset=mu_G)
         # The round-off of the means is relative to their size in the
         # features' units, not to their size after the shift.
-        tolerance = formulas.rounding_level(self.shift / self.scale + self._means)
-        if not np.linalg.norm(Hbar, 2) > tolerance:
+        tolerance = formulas.rounding_level(
+            tiles.Rows(self._means, index=present, offset=-self.shift / self.scale))
+        svd = formulas.left_singular_vectors(Hbar)
+        if not svd[1][0] > tolerance:
             warnings.warn(
                 "all class means coincide (Sigma_B = 0): NC1, NC3 and the "
-                "class-mean extras are NaN", RuntimeWarning, stacklevel=2)
+                "class-mean extras are NaN", RuntimeWarning, stacklevel=3)
             return out
-        out["nc1"] = formulas.nc1(self._within_projected, Hbar, tolerance)
+        out["nc1"] = formulas.nc1(self._within_projected, Hbar, tolerance, svd)
+        counts = self.counts if present is None else self.counts[present]
         within = self._class_within()
+        if present is not None:
+            within = within[present]
+        # Absent classes hold no sample: the trace is the same for both.
         out["trace_ratio"] = formulas.trace_ratio(self.within_trace(), Hbar)
-        out["cdnv"] = formulas.cdnv(Hbar, within / self.counts)
+        pairs = formulas.PAIR_KEYS if etf else tuple(
+            key for key in formulas.PAIR_KEYS if key != "means_cos_max_gap")
+        out.update(formulas.means_pair_metrics(Hbar, within / counts, pairs))
         out["means_norm_cv"] = formulas.means_norm_cv(Hbar)
-        out["means_cos_std"] = formulas.means_cos_std(Hbar)
-        out["gnc2"] = formulas.gnc2(Hbar)
         if etf:
             out["means_etf_error"] = formulas.means_etf_error(Hbar)
-            out["means_cos_max_gap"] = formulas.means_cos_max_gap(Hbar)
         if w_ok:
             out["nc3"] = formulas.nc3(W, Hbar) if etf else float("nan")
             out["unc3"] = formulas.unc3(W, Hbar)

@@ -8,7 +8,7 @@ result dict and the bad-input outcomes are `nc_keras.collapse.statistics`'s.
 import numpy as np
 
 from nc_keras.collapse import formulas
-from nc_keras.collapse.inputs import as_features, as_labels, as_logits, finite_rows
+from nc_keras.collapse.inputs import as_features, as_labels, as_logits, finite_rows, to_numpy
 from nc_keras.collapse.statistics import (
     _Statistics,
     class_square_sums,
@@ -43,13 +43,29 @@ class CollapseStatistics(_Statistics):
     NC1 keeps its accuracy; features x 1e160 square without overflow. `means`,
     `scatter` and `within_covariance` give the features' units back.
 
+    Each batch costs O(B d^2 + P d) for the P classes it holds, whatever K:
+    only their rows of the means and traces are read and written. `measure`
+    reads the K x d means tile by tile and never forms a K x K array
+    (`nc_keras.collapse.tiles`), so K = 50,257 classes in d = 1,024
+    dimensions need the statistics (412 MB of means) and one tile budget.
+
     Args:
         num_classes: K (an integer).
         dim: feature width d; taken from the first batch when None.
+        absent_classes: "nan" (default): with a class that has no sample,
+            the metrics that need every class mean are NaN (with a warning);
+            "skip": every metric is computed over the classes that have
+            samples, W and b restricted to their rows and K replaced by
+            their number (logged as "num_classes_present"); accuracy and
+            NCC mismatch still count the model's predictions over all K
+            classes (predicting a class the data lacks is an error).
+        tile_bytes: the tile budget of `measure` (default
+            `nc_keras.collapse.tiles.DEFAULT_TILE_BYTES`, 256 MiB): the
+            bytes of temporaries beyond the statistics themselves.
     """
 
-    def __init__(self, num_classes, dim=None):
-        super().__init__(num_classes)
+    def __init__(self, num_classes, dim=None, *, absent_classes="nan", tile_bytes=None):
+        super().__init__(num_classes, absent_classes, tile_bytes)
         self._scatter = None
         self._within = None
         if dim is not None:
@@ -84,7 +100,7 @@ class CollapseStatistics(_Statistics):
         centred /= self.scale
         return centred
 
-    def update(self, features, labels, logits=None):
+    def update(self, features, labels, logits=None, *, predictions=None):
         """Adds one batch.
 
         Args:
@@ -92,28 +108,31 @@ class CollapseStatistics(_Statistics):
             labels: integer (B,) labels in [0, K) (or (B, 1), or exact one-hot).
             logits: optional (B, K) classifier outputs (logits or
                 probabilities: only their argmax is used) to count accuracy.
+            predictions: optional (B,) predicted classes instead of
+                `logits` (e.g. `formulas.classifier_predictions`, which
+                never forms the (B, K) logits of many classes).
         Returns:
             self.
         """
         y = as_labels(labels, self.num_classes)
         h = as_features(features, y.shape[0])
         self._check_dim(h.shape[1])
-        if logits is not None:
-            logits = as_logits(logits, y.shape[0], self.num_classes)
+        predicted = self._predicted(logits, predictions, y.shape[0])
         finite = finite_rows(h)
         if not finite.all():
             self.num_nonfinite += int((~finite).sum())
             h, y = h[finite], y[finite]
-            logits = None if logits is None else logits[finite]
-        if logits is not None:
-            self._count_correct(np.argmax(logits, axis=1), y)
+            predicted = None if predicted is None else predicted[finite]
+        if predicted is not None:
+            self._count_correct(predicted, y)
         if y.shape[0] == 0:
             return self
         h = self._to_frame(h)
-        counts_b, sums = class_sums(h, y, self.num_classes)
-        present = counts_b > 0
-        counts_a, total = self.counts[present], self.counts[present] + counts_b[present]
-        delta = sums[present] / counts_b[present, None] - self._means[present]
+        present, counts_b, sums, inverse = class_sums(h, y)
+        counts_a = self.counts[present]
+        total = counts_a + counts_b
+        means_a = self._means[present]
+        delta = sums / counts_b[:, None] - means_a
         # Chan's merge folded into the centring: with
         # c_k = mu_a + (1 - sqrt(n_a / (n_a + n_b))) (mu_b - mu_a),
         # sum_i (h_i - c_k)(h_i - c_k)^T equals the batch's centred scatter
@@ -121,29 +140,43 @@ class CollapseStatistics(_Statistics):
         # c_k lies between the running and the batch mean, so h_i - c_k is of
         # the size of the within-class spread (no cancellation), and one
         # symmetric (syrk) product of B rows does everything; the same rows
-        # give the per-class traces.
-        centres = np.zeros_like(sums)
-        centres[present] = self._means[present] + delta * (
-            1.0 - np.sqrt(counts_a / total))[:, None]
-        rows = h - centres[y]
+        # give the per-class traces. Only the P classes of the batch are
+        # touched: O(B d^2 + P d), whatever K.
+        centres = means_a + delta * (1.0 - np.sqrt(counts_a / total))[:, None]
+        rows = h - centres[inverse]
         self._scatter += rows.T @ rows
-        self._within += class_square_sums(rows, y, self.num_classes)
-        self._means[present] += delta * (counts_b[present] / total)[:, None]
-        self.counts = self.counts + counts_b
+        self._within[present] += class_square_sums(rows, inverse, present.size)
+        self._means[present] = means_a + delta * (counts_b / total)[:, None]
+        self.counts[present] = total
         return self
 
-    def update_ncc(self, features, logits, class_means):
+    def _predicted(self, logits, predictions, num_samples):
+        """(B,) predicted classes from `logits` or `predictions`, or None."""
+        if logits is not None and predictions is not None:
+            raise ValueError("pass logits or predictions, not both")
+        if logits is not None:
+            return np.argmax(as_logits(logits, num_samples, self.num_classes), axis=1)
+        if predictions is None:
+            return None
+        predicted = np.asarray(to_numpy(predictions)).reshape(-1)
+        if predicted.shape != (num_samples,) or not np.issubdtype(predicted.dtype, np.integer):
+            raise ValueError(f"predictions must be ({num_samples},) integer classes; "
+                             f"got {predicted.dtype} {predicted.shape}")
+        return predicted
+
+    def update_ncc(self, features, logits, class_means, *, predictions=None):
         """Counts samples whose argmax(logits) differs from the nearest class mean.
 
         Args:
             features: (B, d) features.
-            logits: (B, K) classifier outputs.
+            logits: (B, K) classifier outputs, or None with `predictions`.
             class_means: (K, d) reference means (e.g. `self.class_means`
                 after a full pass, for the exact value); rows of NaN (classes
                 never seen) are never nearest.
+            predictions: (B,) predicted classes instead of `logits`.
         """
         h = as_features(features)
-        predicted = np.argmax(as_logits(logits, h.shape[0], self.num_classes), axis=1)
+        predicted = self._predicted(logits, predictions, h.shape[0])
         # Same samples as `update` keeps.
         finite = finite_rows(h)
         h, predicted = h[finite], predicted[finite]
@@ -199,9 +232,13 @@ class CollapseStatistics(_Statistics):
         return state
 
     @classmethod
-    def from_state(cls, state):
-        """The inverse of `get_state` (accepts an open np.load result)."""
-        stats = cls(int(state["num_classes"]))
+    def from_state(cls, state, **settings):
+        """The inverse of `get_state` (accepts an open np.load result).
+
+        `settings`: the constructor's keyword arguments (`absent_classes`,
+        `tile_bytes`), which are not part of the state.
+        """
+        stats = cls(int(state["num_classes"]), **settings)
         stats.counts = np.array(state["counts"], dtype=np.int64)
         if "means" in state:
             stats._allocate(int(np.shape(state["means"])[1]))

@@ -37,7 +37,7 @@ import numpy as np
 
 from nc_keras.data.integrity import REFETCH, CorruptDataError, reading
 from nc_keras.data.readers import SPLITS, DataNotFoundError, folders_phrase
-from nc_keras.run_folder import save_npz
+from nc_keras.io_utils import save_npz
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif"})
 

@@ -5,11 +5,11 @@ frame, `SimplexETF` is a Dense-like layer whose kernel is fixed to it, with
 a trainable bias.
 """
 
-import operator
-
 import keras
 import numpy as np
 from keras import ops
+
+from nc_keras import validation
 
 
 def simplex_etf(num_classes, feature_dim, rotation_seed=None):
@@ -37,15 +37,8 @@ def simplex_etf(num_classes, feature_dim, rotation_seed=None):
     random orthogonal matrix when `rotation_seed` is set). It has the same
     Gram matrix, so it is the same simplex ETF.
     """
-    try:  # operator.index: 2.7 (or 3.0) is refused, not truncated
-        num_classes, feature_dim = operator.index(num_classes), operator.index(feature_dim)
-    except TypeError:
-        raise TypeError("num_classes and feature_dim must be integers; got "
-                        f"{num_classes!r} and {feature_dim!r}") from None
-    if num_classes < 2:
-        raise ValueError(
-            f"A simplex ETF needs at least 2 classes; got num_classes={num_classes}."
-        )
+    num_classes = validation.class_count(num_classes)
+    feature_dim = validation.count(feature_dim, "feature_dim")
     if feature_dim < num_classes - 1:
         raise ValueError(
             f"A {num_classes}-simplex ETF needs feature_dim >= num_classes - 1 = "
@@ -128,11 +121,7 @@ class SimplexETF(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if int(units) != units or units < 2:
-            raise ValueError(
-                f"SimplexETF needs units (the number of classes K) >= 2; got {units!r}."
-            )
-        self.units = int(units)
+        self.units = validation.class_count(units, "units (the number of classes K)")
         self.use_bias = bool(use_bias)
         self.rotation_seed = rotation_seed
         self.bias_initializer = keras.initializers.get(bias_initializer)

@@ -3,12 +3,20 @@
 import keras
 from keras import layers
 
+from nc_keras.deprecation import keyword_only
 from nc_keras.models.head import check_arguments, classification_head, image_input
 from nc_keras.models.pytorch_defaults import batch_norm, conv
 
 
+# The former positional order (arguments after num_classes are keyword-only).
+_FORMER_ORDER = ("num_classes", "input_shape", "classifier", "feature_dim", "use_bias",
+                 "lambda_w", "lambda_h", "lambda_b", "etf_rotation_seed", "name")
+
+
+@keyword_only(_FORMER_ORDER)
 def densenet169(
     num_classes=1000,
+    *,
     input_shape=None,
     classifier="learned",
     feature_dim=None,

@@ -10,6 +10,7 @@ import math
 import keras
 from keras import layers
 
+from nc_keras import validation
 from nc_keras.layers import FeatureDecay, SimplexETF
 from nc_keras.regularizers import HalfL2
 
@@ -18,17 +19,13 @@ CLASSIFIERS = ("learned", "etf")
 
 def check_arguments(num_classes, classifier, feature_dim):
     """ValueErrors for the arguments every builder shares."""
-    if int(num_classes) != num_classes or num_classes < 2:
-        raise ValueError(f"num_classes must be an integer >= 2; got {num_classes!r}.")
+    num_classes = validation.class_count(num_classes)
     if classifier not in CLASSIFIERS:
         raise ValueError(
             f"classifier must be one of {CLASSIFIERS}; got {classifier!r}."
         )
     if feature_dim is not None:
-        if int(feature_dim) != feature_dim or feature_dim < 1:
-            raise ValueError(
-                f"feature_dim must be None or a positive integer; got {feature_dim!r}."
-            )
+        feature_dim = validation.count(feature_dim, "feature_dim")
         if classifier == "etf" and feature_dim < num_classes - 1:
             raise ValueError(
                 f"A fixed simplex-ETF classifier for {num_classes} classes needs "
@@ -71,6 +68,7 @@ def classification_head(
 
     Returns the logits tensor.
     """
+    num_classes = validation.class_count(num_classes)  # Dense takes an int only
     h = FeatureDecay(lambda_h, name="features")(features)
     bias_regularizer = HalfL2(lambda_b) if use_bias and lambda_b else None
     if classifier == "etf":

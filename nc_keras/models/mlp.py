@@ -5,14 +5,18 @@ import math
 import keras
 from keras import layers
 
+from nc_keras.deprecation import keyword_only
 from nc_keras.models.head import check_arguments, classification_head
 from nc_keras.models.pytorch_defaults import batch_norm
 
 
+@keyword_only(("width", "depth", "num_classes", "input_shape", "classifier", "feature_dim",
+               "use_bias", "lambda_w", "lambda_h", "lambda_b", "etf_rotation_seed", "name"))
 def mlp(
+    num_classes=10,
+    *,
     width=1024,
     depth=4,
-    num_classes=10,
     input_shape=(32, 32, 3),
     classifier="learned",
     feature_dim=None,
@@ -29,7 +33,9 @@ def mlp(
     each Linear (with bias, PyTorch's initialization) -> BatchNorm -> ReLU;
     the last hidden layer has `feature_dim` units when it is set. The input
     is an image, `(height, width, channels)`, or a vector, `(n,)`. Other
-    arguments as `resnet18`.
+    arguments as `resnet18`; all but `num_classes` are keyword-only (a call
+    in the former order, `mlp(width, depth, num_classes, ...)`, still works
+    with a DeprecationWarning when it passes more than one argument).
     """
     check_arguments(num_classes, classifier, feature_dim)
     if int(width) != width or width < 1 or int(depth) != depth or depth < 1:

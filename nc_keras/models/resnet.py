@@ -17,6 +17,7 @@ becomes a 1x1 convolution + BN to d channels. With d = K this is the paper's
 import keras
 from keras import layers
 
+from nc_keras.deprecation import keyword_only
 from nc_keras.models.head import check_arguments, classification_head, image_input
 from nc_keras.models.pytorch_defaults import batch_norm, conv
 
@@ -105,6 +106,10 @@ def _resnet(block, blocks_per_stage, widths, stem, name, num_classes, input_shap
 
 _RESNET_DOC = """{title} in the torchvision layout (He et al. 2016), returning logits.
 
+    Every argument after `num_classes` is keyword-only (a call that passes
+    more positionally, in the former order of the list below, still works
+    with a DeprecationWarning).
+
     Args:
         num_classes: K, the number of classes. Defaults to 1000.
         input_shape: (height, width, channels). Defaults to (224, 224, 3)
@@ -134,8 +139,11 @@ def _resnet_builder(default_name):
     title, block, blocks_per_stage = RESNETS[default_name]
     own_dim = f"d = {WIDTHS[-1] * _BLOCKS[block][1]}"
 
+    @keyword_only(("num_classes", "input_shape", "classifier", "feature_dim", "use_bias", "stem",
+                   "lambda_w", "lambda_h", "lambda_b", "etf_rotation_seed", "name"))
     def builder(
         num_classes=1000,
+        *,
         input_shape=None,
         classifier="learned",
         feature_dim=None,
@@ -165,9 +173,12 @@ resnet101 = _resnet_builder("resnet101")
 resnet152 = _resnet_builder("resnet152")
 
 
+@keyword_only(("width", "num_classes", "input_shape", "classifier", "feature_dim", "use_bias",
+               "lambda_w", "lambda_h", "lambda_b", "etf_rotation_seed", "name"))
 def resnet18_adapt(
-    width=64,
     num_classes=10,
+    *,
+    width=64,
     input_shape=(32, 32, 3),
     classifier="learned",
     feature_dim=None,
@@ -182,7 +193,10 @@ def resnet18_adapt(
 
     The stem is the CIFAR one (3x3 stride-1 conv with k channels, no pool);
     `width=64` is the CIFAR ResNet18. The penultimate dimension is 8k unless
-    `feature_dim` is set. Other arguments as `resnet18`.
+    `feature_dim` is set. Other arguments as `resnet18`; all but
+    `num_classes` are keyword-only (a call in the former order,
+    `resnet18_adapt(width, num_classes, ...)`, still works with a
+    DeprecationWarning when it passes more than one argument).
     """
     if int(width) != width or width < 1:
         raise ValueError(f"width must be a positive integer; got {width!r}.")

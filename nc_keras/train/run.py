@@ -32,7 +32,8 @@ from pathlib import Path
 import keras
 
 from nc_keras import backend
-from nc_keras.run_folder import RunFolder, write_json
+from nc_keras.io_utils import write_json
+from nc_keras.run_folder import RunFolder
 from nc_keras.train import resume
 from nc_keras.train.config import learning_rate_schedule, minority_classes
 from nc_keras.train.lbfgs_fit import fit_lbfgs
@@ -319,8 +320,8 @@ def _fit(config, model_inputs, train_data, steps_per_epoch, train_eval, test_eva
     run_callbacks = [
         keras.callbacks.TerminateOnNaN(),
         nc_callbacks.NeuralCollapse(
-            train_eval, test_eval, every=config.nc_every,
-            max_samples=config.nc_max_samples, history_path=str(folder.nc_history),
+            train_eval, test_eval, freq=config.nc_every,
+            max_samples=config.nc_max_samples, history_dir=str(folder.nc_history),
             minority_classes=minority_classes(config, model_inputs[0]),
         ),
         nc_callbacks.EpochCSVLogger(str(folder.log)),

@@ -7,7 +7,8 @@ widths, classifiers): one base `TrainConfig`, a few fields changed per run.
 import dataclasses
 from pathlib import Path
 
-from nc_keras.run_folder import FIGURE, RunFolder, write_text
+from nc_keras.io_utils import write_text
+from nc_keras.run_folder import FIGURE, RunFolder
 from nc_keras.train.run import summarize, train
 
 SUMMARY_TABLE = "summary.md"

@@ -26,7 +26,6 @@ with L cross-entropy (the paper's), MSE, label smoothing or focal loss
   L-BFGS, minibatch SGD and Adam with `nc_keras.optimizers`' update rules);
 * `trajectory`: the records of a run: the objective, the gap f - f*, NC1-NC4
   (`nc_keras.collapse.metrics`) and the wall time;
-* `checks`: the argument checks (ValueError naming the argument);
 * `hessian`: `hessian_min_eigenvalue` by Hessian-vector products and Lanczos,
   for Theorem 3.2 (strict saddles), and `rotation_zero_modes`;
 * `landscape`: many random starts times every solver, as a table;

@@ -11,8 +11,8 @@ import functools
 import keras
 import numpy as np
 
-from nc_keras import backend
-from nc_keras.ufm import checks, losses
+from nc_keras import backend, validation
+from nc_keras.ufm import losses
 from nc_keras.ufm.theory import class_labels, penalized_objective
 
 __all__ = ["Problem", "cached_problem"]
@@ -50,7 +50,7 @@ class Problem:
         if labels is None:
             self.labels = class_labels(self.K, n_per_class)
         else:
-            self.labels = checks.labels(labels, self.K)
+            self.labels = validation.labels(labels, self.K)
         self.N = len(self.labels)
         self.weights = None if weights is None else backend.to_tensor(weights)
         self.fixed_classifier = (

@@ -22,8 +22,9 @@ import warnings
 
 import numpy as np
 
-from nc_keras import backend
-from nc_keras.ufm import checks, losses
+from nc_keras import backend, validation
+from nc_keras.deprecation import renamed_arguments
+from nc_keras.ufm import losses
 from nc_keras.ufm.descent import largest_entry, run_gd, run_lbfgs, run_minibatch
 from nc_keras.ufm.problem import cached_problem
 from nc_keras.ufm.theory import (
@@ -106,6 +107,7 @@ class SolveResult:
         return self.trajectory[-1]
 
 
+@renamed_arguments(lr="learning_rate")
 def solve(
     num_classes,
     feature_dim,
@@ -116,7 +118,7 @@ def solve(
     method="lbfgs",
     seed=0,
     steps=None,
-    lr=None,
+    learning_rate=None,
     batch_size=None,
     gradient_tolerance=1e-9,
     gap_tolerance=None,
@@ -164,7 +166,7 @@ def solve(
     round-off of f), or, if
     `gap_tolerance` is set, as soon as a record has (f - f*)/|f*| <= it.
     Every method, and the polish, stops as soon as f or its gradient is NaN
-    or infinite (e.g. `init_scale=nan`, `lr=nan`, a learning rate so large
+    or infinite (e.g. `init_scale=nan`, `learning_rate=nan`, a learning rate so large
     that the iterates overflow) or f exceeds `BLOW_UP` times its starting
     value: the result then has `diverged` True and no polish is run.
     `SolveResult` says how the run ended (`converged`, `status`, `message`).
@@ -179,10 +181,11 @@ def solve(
         lambda_w, lambda_h, lambda_b: weight decay of eq. (3); finite, with
             lambda_w, lambda_h > 0 and lambda_b >= 0.
         method: one of `METHODS`. seed: the random start.
-        steps, lr, batch_size: override the defaults above (None: default;
-            steps and batch_size must be whole numbers >= 1, batch_size <= N;
-            lr only for "sgd" and "adam": the others find their steps by a
-            line search).
+        steps, learning_rate, batch_size: override the defaults above (None:
+            default; steps and batch_size must be whole numbers >= 1,
+            batch_size <= N; learning_rate only for "sgd" and "adam": "gd"
+            and "lbfgs" find their steps by a line search). `lr`: the former
+            name of `learning_rate`, deprecated.
         gradient_tolerance: >= 0; gap_tolerance: None or >= 0.
         polish: end "sgd"/"adam" with the full-batch phase; polish_steps: its
             iteration budget (>= 0).
@@ -199,20 +202,23 @@ def solve(
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
-    if lr is not None and method in ("gd", "lbfgs"):
-        raise ValueError(f"lr applies to methods sgd and adam; {method} finds its steps by a "
-                         f"line search (got lr={lr!r}): leave lr out")
-    K = checks.count(num_classes, "num_classes", minimum=2)
-    d = checks.count(feature_dim, "feature_dim")
-    class_counts(K, n_per_class)  # n or K counts: checked here
+    if learning_rate is not None and method in ("gd", "lbfgs"):
+        raise ValueError(f"learning_rate applies to methods sgd and adam; {method} finds its "
+                         f"steps by a line search (got learning_rate={learning_rate!r}): leave "
+                         "it out")
+    K = validation.class_count(num_classes)
+    d = validation.count(feature_dim, "feature_dim")
+    N = int(class_counts(K, n_per_class).sum())  # n or K counts: checked here
     # None means "the method's default"; 0 used to mean that too, silently.
-    steps = checks.optional_count(steps, "steps")
-    batch_size = checks.optional_count(batch_size, "batch_size")
-    record_every = checks.optional_count(record_every, "record_every")
-    polish_budget = checks.count(polish_steps, "polish_steps", minimum=0)
-    gradient_tolerance = checks.nonnegative(gradient_tolerance, "gradient_tolerance")
+    steps = validation.optional_count(steps, "steps")
+    batch_size = validation.optional_count(batch_size, "batch_size")
+    if batch_size is not None and batch_size > N:
+        raise ValueError(f"batch_size must be at most N = {N}; got {batch_size}")
+    record_every = validation.optional_count(record_every, "record_every")
+    polish_budget = validation.count(polish_steps, "polish_steps", minimum=0)
+    gradient_tolerance = validation.nonnegative(gradient_tolerance, "gradient_tolerance")
     if gap_tolerance is not None:
-        gap_tolerance = checks.nonnegative(gap_tolerance, "gap_tolerance")
+        gap_tolerance = validation.nonnegative(gap_tolerance, "gap_tolerance")
     lambdas = (lambda_w, lambda_h, lambda_b)
     loss = losses.get(loss, smoothing, gamma)
     try:
@@ -247,7 +253,7 @@ def solve(
             )
         else:
             x, main_steps, stop = run_minibatch(
-                problem, x, method, steps, lr, batch_size, record_every, seed, recorder
+                problem, x, method, steps, learning_rate, batch_size, record_every, seed, recorder
             )
             gap_before_polish = recorder.trajectory[-1]["gap"]
             # Only a run that used up its steps is polished: one at its gap
@@ -303,7 +309,7 @@ def _verdict(problem, x, best, stop, gradient_tolerance, gap_tolerance):
         return "diverged", (
             f"diverged: f = {value:.3g}, largest gradient entry {largest:.3g} "
             f"(NaN, infinite or over {BLOW_UP:.0e} times the starting f: check "
-            "init_scale and lr)"
+            "init_scale and learning_rate)"
         )
     stationary = largest <= gradient_tolerance or stop == "round_off"
     where = f"f = {value:.12g}, largest gradient entry {largest:.2e}"

@@ -18,8 +18,8 @@ import math
 import keras
 import numpy as np
 
-from nc_keras import backend
-from nc_keras.ufm import checks, losses, optima
+from nc_keras import backend, validation
+from nc_keras.ufm import losses, optima
 from nc_keras.ufm.optima import Optimum, OptimumUnknownError
 
 __all__ = [
@@ -45,10 +45,10 @@ DEFAULT_LAMBDA = 5e-3
 def class_counts(num_classes, n_per_class):
     """The K class sizes as an int array: n repeated K times, or the K counts
     given (whole numbers >= 1; ValueError naming the argument otherwise)."""
-    K = checks.count(num_classes, "num_classes", minimum=2)
+    K = validation.class_count(num_classes)
     if np.ndim(n_per_class) == 0:
-        return np.full(K, checks.count(n_per_class, "n_per_class"), dtype=np.int64)
-    counts = [checks.count(value, "each entry of n_per_class") for value in n_per_class]
+        return np.full(K, validation.count(n_per_class, "n_per_class"), dtype=np.int64)
+    counts = [validation.count(value, "each entry of n_per_class") for value in n_per_class]
     if len(counts) != K:
         raise ValueError(f"n_per_class must be one count or K = {K} of them; got {len(counts)}")
     return np.array(counts, dtype=np.int64)
@@ -82,7 +82,7 @@ def objective(W, H, b, labels, lambda_w, lambda_h, lambda_b, loss="ce", smoothin
         )
         num_classes = W.shape[0]
         _check_shapes(W, H, b, len(np.atleast_1d(keras.ops.convert_to_numpy(labels))))
-        labels = checks.labels(labels, num_classes, H.shape[1])
+        labels = validation.labels(labels, num_classes, H.shape[1])
         targets = keras.ops.transpose(keras.ops.one_hot(labels, num_classes, dtype=W.dtype))
         return penalized_objective(
             W, H, b, targets, lambda_w, lambda_h, lambda_b,
@@ -192,9 +192,9 @@ def optimum(
     """
     counts = class_counts(num_classes, n_per_class)
     K, n = len(counts), int(counts[0])
-    lambda_w = checks.nonnegative(lambda_w, "lambda_w")
-    lambda_h = checks.nonnegative(lambda_h, "lambda_h")
-    lambda_b = checks.nonnegative(lambda_b, "lambda_b")
+    lambda_w = validation.nonnegative(lambda_w, "lambda_w")
+    lambda_h = validation.nonnegative(lambda_h, "lambda_h")
+    lambda_b = validation.nonnegative(lambda_b, "lambda_b")
     if lambda_w == 0 or lambda_h == 0:
         raise ValueError(
             "Theorem 3.1 needs lambda_w > 0, lambda_h > 0, lambda_b >= 0; got "

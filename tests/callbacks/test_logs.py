@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from nc_keras.callbacks import load_history, read_csv_log
-from nc_keras.run_folder import nc_history_file, save_npz
+from nc_keras.io_utils import save_npz
+from nc_keras.run_folder import nc_history_file
 
 
 def test_read_csv_log_parses_numbers_and_missing_cells(tmp_path):

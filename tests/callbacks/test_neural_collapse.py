@@ -89,7 +89,7 @@ def test_fit_logs_to_history_csv_and_tensorboard(tmp_path):
     xt, yt = toy_data(48, seed=1)
     test_ds = tf.data.Dataset.from_tensor_slices((xt, yt)).batch(20)
     model = mlp()
-    nc = NeuralCollapse((x, y), test_ds, history_path=tmp_path / "nc", batch_size=40)
+    nc = NeuralCollapse((x, y), test_ds, history_dir=tmp_path / "nc", batch_size=40)
     history = model.fit(
         x, y, epochs=3, batch_size=32, verbose=0,
         callbacks=[nc, keras.callbacks.CSVLogger(str(tmp_path / "log.csv")),
@@ -150,7 +150,7 @@ def test_every_nan_on_skipped_epochs_with_etf_classifier(tmp_path):
 
     x, y = toy_data()
     model = mlp(SimplexETF(K, name="classifier"))
-    nc = NeuralCollapse(Batches(x, y, 25), every=3, ncc="exact")
+    nc = NeuralCollapse(Batches(x, y, 25), freq=3, ncc="exact")
     history = model.fit(x, y, epochs=4, batch_size=32, verbose=0, callbacks=[
         nc, keras.callbacks.CSVLogger(str(tmp_path / "log.csv"))]).history
     table = read_csv(tmp_path / "log.csv")
@@ -159,7 +159,7 @@ def test_every_nan_on_skipped_epochs_with_etf_classifier(tmp_path):
     assert all(np.isnan(table[key]).all() for key in log_keys(validation=True))
     assert not set(log_keys(validation=True)) & set(history)
     for key in log_keys():
-        # Measured at epoch 3 (every=3) and at the last epoch, 4.
+        # Measured at epoch 3 (freq=3) and at the last epoch, 4.
         assert np.isnan(table[key][:2]).all(), key
         assert np.isfinite(table[key][2:]).all(), key
     expected = independent(model, x, y)
@@ -192,7 +192,7 @@ def test_layers_logged_to_history_csv_and_tensorboard(tmp_path):
     model = mlp()
     hidden = model.layers[3]  # the ReLU after BatchNorm
     nc = NeuralCollapse((x, y), (xt, yt), layers=[hidden, "features"],
-                        history_path=tmp_path / "nc")
+                        history_dir=tmp_path / "nc")
     history = model.fit(x, y, epochs=2, batch_size=32, verbose=0, callbacks=[
         nc, keras.callbacks.CSVLogger(str(tmp_path / "log.csv")),
         keras.callbacks.TensorBoard(str(tmp_path / "tb"))]).history

@@ -80,7 +80,7 @@ def test_measure_default_output_and_no_ncc(run_dir, tmp_path):
     for path in (run / "ckpt").glob("*.keras"):
         (ckpt / path.name).symlink_to(path)
     assert main(["measure", str(ckpt), "--data", str(run / "data.npz"),
-                 "--no-ncc", "--max-samples", "30"]) == 0
+                 "--ncc", "none", "--max-samples", "30"]) == 0
     rows = read_rows(ckpt / "collapse.csv")
     assert len(rows) == 4
     assert all(row["ncc_mismatch"] == "nan" and row["num_samples"] == "30" for row in rows)
@@ -129,7 +129,7 @@ def test_measure_dataset_name_goes_through_nc_keras_data(run_dir, tmp_path, monk
     monkeypatch.setattr(nc_keras, "data", fake, raising=False)
     assert main(["measure", str(run / "ckpt"), "--data", "cifar10", "--split", "test",
                  "--data-dir", "/somewhere", "--samples-per-class", "3",
-                 "--batch-size", "32", "--no-ncc", "-o", str(tmp_path / "out.csv")]) == 0
+                 "--batch-size", "32", "--ncc", "none", "-o", str(tmp_path / "out.csv")]) == 0
     assert calls == [dict(name="cifar10", split="test", batch_size=32, data_dir="/somewhere",
                           samples_per_class=3, shuffle=False)]
     rows = read_rows(tmp_path / "out.csv")
@@ -154,7 +154,7 @@ def test_measure_names_features_classifier_and_layers(run_dir, capsys):
     tmp_path, _, _ = run_dir
     out = tmp_path / "layers.csv"
     arguments = ["measure", str(tmp_path / "ckpt"), "--data", str(tmp_path / "data.npz"),
-                 "--output", str(out), "--no-ncc"]
+                 "--output", str(out), "--ncc", "none"]
     code = main(arguments + ["--features", "features", "--classifier", "classifier",
                              "--layers", "features"])
     assert code == 0

@@ -8,8 +8,8 @@ from nc_keras.cli import build_parser, main
 def test_ufm_prints_progress_table_and_saves_figure(tmp_path, capsys):
     figure = tmp_path / "out" / "ufm.png"
     code = main(
-        ["ufm", "--classes", "4", "--dim", "5", "--per-class", "10", "--method", "gd",
-         "--print-every", "5", "--output", str(figure)]
+        ["ufm", "--num-classes", "4", "--feature-dim", "5", "--samples-per-class", "10", "--method", "gd",
+         "--print-every", "5", "-o", str(figure)]
     )
     out = capsys.readouterr().out
     assert code == 0
@@ -28,21 +28,25 @@ def test_ufm_help_names_every_option_with_its_default():
     parser = build_parser()
     subparsers = next(a for a in parser._actions if a.dest == "command")
     text = subparsers.choices["ufm"].format_help()
-    for option in ("--classes", "--dim", "--per-class", "--lambda-w", "--lambda-h",
-                   "--lambda-b", "--method", "--seed", "--init-scale", "--steps", "--lr",
-                   "--batch-size", "--gradient-tolerance", "--no-polish", "--print-every",
-                   "--hessian-k", "--output"):
+    for option in ("--num-classes", "--feature-dim", "--samples-per-class", "--lambda-w",
+                   "--lambda-h", "--lambda-b", "--method", "--seed", "--init-scale", "--steps",
+                   "--learning-rate", "--batch-size", "--gradient-tolerance", "--no-polish",
+                   "--print-every", "--hessian-k", "-o FILE, --output FILE"):
         assert option in text
+    for former in ("--classes", "--dim ", "--per-class", "--lr "):  # accepted, not shown
+        assert former not in text
     assert text.count("default") >= 15
 
 
 @pytest.mark.parametrize(
     "arguments, message",
     [
-        (["--classes", "10", "--dim", "5"], "--dim must be at least"),
-        (["--classes", "1"], "--classes must be at least 2"),
-        (["--lambda-w", "0"], "--lambda-w and --lambda-h must be > 0"),
-        (["--batch-size", "100000"], "--batch-size must be at most"),
+        (["--num-classes", "10", "--feature-dim", "5"], "--feature-dim must be at least"),
+        (["--num-classes", "1"], "--num-classes must be an integer >= 2; got 1"),
+        (["--samples-per-class", "0"], "--samples-per-class must be an integer >= 1; got 0"),
+        (["--lambda-w", "0"], "needs --lambda-w > 0, --lambda-h > 0"),
+        (["--batch-size", "100000"], "--batch-size must be at most N = 300"),
+        (["--steps", "0"], "steps must be an integer >= 1; got 0"),
     ],
 )
 def test_ufm_user_errors_are_one_line(arguments, message, capsys):

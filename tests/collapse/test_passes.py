@@ -119,11 +119,11 @@ def test_layers_pooled_or_flattened_and_flatten_width_checked(monkeypatch):
     eye = np.eye(K, 3)
     assert result["nc1/maps"] == pytest.approx(
         collapse.metrics(out.mean(axis=(1, 2)), y, eye)["nc1"], rel=1e-6)
-    flat = collapse.measure_model(model, (x, y), layers=["maps"], layer_reduction="flatten")
+    flat = collapse.measure_model(model, (x, y), layers=["maps"], pooling="flatten")
     expected = collapse.metrics(out.reshape(40, -1), y, np.eye(K, 48))
     for key in collapse.FEATURE_ONLY_KEYS:
         assert flat[collapse.layer_key(key, "maps")] == pytest.approx(expected[key], rel=1e-6)
     assert set(collapse.METRIC_KEYS) | {"num_samples"} < set(flat)
     monkeypatch.setattr(collapse.probes, "MAX_FLATTEN_WIDTH", 16)
     with pytest.raises(ValueError, match="flattened width 48 is above 16"):
-        collapse.measure_model(model, (x, y), layers=["maps"], layer_reduction="flatten")
+        collapse.measure_model(model, (x, y), layers=["maps"], pooling="flatten")

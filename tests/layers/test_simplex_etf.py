@@ -43,7 +43,7 @@ def test_rotation_seed_is_deterministic_and_changes_the_frame():
 
 @pytest.mark.parametrize(
     "units, dim, message",
-    [(1, 4, "at least 2 classes"), (10, 8, "feature_dim >= num_classes - 1 = 9")],
+    [(1, 4, "num_classes must be an integer >= 2"), (10, 8, "feature_dim >= num_classes - 1 = 9")],
 )
 def test_bad_shapes_raise_clear_errors(units, dim, message):
     with pytest.raises(ValueError, match=message):

@@ -91,7 +91,7 @@ def test_resnet18_adapt_widths(width):
     [
         (dict(num_classes=1), "num_classes must be an integer >= 2"),
         (dict(classifier="fixed"), "classifier must be one of"),
-        (dict(feature_dim=0), "feature_dim must be None or a positive integer"),
+        (dict(feature_dim=0), "feature_dim must be an integer >= 1; got 0"),
         (dict(classifier="etf", feature_dim=5), "feature_dim >= num_classes - 1 = 9"),
         (dict(stem="tiny"), "stem must be one of"),
         (dict(input_shape=(32, 32)), r"input_shape must be \(height, width, channels\)"),

@@ -65,7 +65,7 @@ def test_optimum_at_the_origin_when_penalties_are_large(f_value):
 def test_optimum_rejects_bad_arguments():
     with pytest.raises(ValueError, match="lambda_w > 0"):
         ufm.optimum(4, 10, 0.0, 1e-3, 1e-3)
-    with pytest.raises(ValueError, match="num_classes must be at least 2"):
+    with pytest.raises(ValueError, match="num_classes must be an integer >= 2"):
         ufm.optimum(1, 10, 1e-3, 1e-3, 1e-3)
 
 
