@@ -61,20 +61,25 @@ def pipeline_rate(dataset, batches, repeats, warmup=5):
     return statistics.median(rates)
 
 
-def training_rate(batch_size, steps, warmup=2):
-    """Images/s of ResNet18 training steps on one fixed batch (median step)."""
+def training_rate(batch_size, steps, warmup=2, model=None, input_shape=(32, 32, 3), num_classes=10):
+    """Images/s of training steps on one fixed batch (median step).
+
+    `model`: a built Keras model (default: ResNet18 with the CIFAR stem for
+    `input_shape`, `num_classes`), compiled here with SGD momentum 0.9.
+    """
     import keras
 
     from nc_keras.models import resnet18
 
-    model = resnet18(num_classes=10, input_shape=(32, 32, 3), stem="cifar")
+    if model is None:
+        model = resnet18(num_classes=num_classes, input_shape=input_shape, stem="cifar")
     model.compile(
         optimizer=keras.optimizers.SGD(0.05, momentum=0.9),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
     )
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((batch_size, 32, 32, 3)).astype(np.float32)
-    y = rng.integers(0, 10, batch_size).astype(np.int32)
+    x = rng.standard_normal((batch_size, *input_shape)).astype(np.float32)
+    y = rng.integers(0, num_classes, batch_size).astype(np.int32)
     for _ in range(warmup):
         model.train_on_batch(x, y)
     times = []

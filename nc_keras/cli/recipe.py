@@ -22,7 +22,7 @@ def recipe_main(recipe, description, argv=None):
     """
     from nc_keras import presets
     from nc_keras.cli import in_flags, write_failure
-    from nc_keras.data import DataNotFoundError
+    from nc_keras.data import DataNotFoundError, parse_dataset_options
     from nc_keras.train import RunFolderLocked, TrainingDiverged, train_variants
 
     if isinstance(recipe, str):
@@ -38,7 +38,12 @@ def recipe_main(recipe, description, argv=None):
     parser.add_argument("--data-dir", help="local data: a folder holding MNIST IDX files, a CIFAR-10 archive or class-folder tree, or tfds data (see nc_keras.data)")
     parser.add_argument("--output-dir",
                         help=f"where runs, figure.png and summary.md go (default: {recipe.output_dir}/PRESET)")
-    parser.add_argument("--dataset", help="override the preset's dataset (see `nc-keras train --help`)")
+    parser.add_argument("--dataset", help="override the preset's dataset: any of `nc-keras train --help`'s, "
+                                          "or tfds:<name>")
+    parser.add_argument("--dataset-options", type=parse_dataset_options, metavar="KEY=VALUE,...",
+                        help="the dataset's options, e.g. label=coarse (cifar100) or image_size=(224,224)")
+    parser.add_argument("--random-labels", action="store_true",
+                        help="replace every label by a seeded, balanced random assignment")
     parser.add_argument("--epochs", type=int, help="override the preset's number of epochs")
     parser.add_argument("--max-steps", type=int, metavar="N",
                         help="train on at most N batches per epoch (the data is not repeated); "
@@ -53,7 +58,8 @@ def recipe_main(recipe, description, argv=None):
 
     base, variants = recipe.presets[args.preset]
     overrides = {"epochs": args.epochs, "dataset": args.dataset, "max_steps": args.max_steps,
-                 "nc_max_samples": args.nc_max_samples}
+                 "nc_max_samples": args.nc_max_samples, "dataset_options": args.dataset_options,
+                 "random_labels": args.random_labels or None}
     changes = {"data_dir": args.data_dir}
     changes.update({name: value for name, value in overrides.items() if value is not None})
     base = dataclasses.replace(base, **changes)

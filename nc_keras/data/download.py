@@ -56,16 +56,30 @@ def _quiet_variant_probe():
         absl_logger.removeFilter(_not_variant_folder_warning)
 
 
-def read_prepared(builder, split, image_size):
-    """(images uint8 NHWC resized to `image_size`, labels int64) of a prepared split."""
+def prepare_from_manual(name, data_dir, manual_dir):
+    """tfds's builder of `name`, prepared into `data_dir` from the files in `manual_dir`.
+
+    What tfds does for datasets it cannot download (ImageNet): no network.
+    """
     import tensorflow_datasets as tfds
 
-    dataset = builder.as_dataset(split=split, as_supervised=True, shuffle_files=False)
+    built = builder(name, data_dir)
+    built.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
+    return built
+
+
+def read_prepared(builder, split, image_size, label_feature="label", image_feature="image"):
+    """(images uint8 NHWC resized to `image_size` (None: as stored), labels int64) of a prepared split."""
+    import tensorflow_datasets as tfds
+
+    dataset = builder.as_dataset(split=split, shuffle_files=False)
     images, labels = [], []
-    for x, y in tfds.as_numpy(dataset.batch(4096)):
-        images.append(x)
-        labels.append(y)
-    images = resize_like_pil(np.concatenate(images), image_size)
+    for example in tfds.as_numpy(dataset.batch(4096)):
+        images.append(example[image_feature])
+        labels.append(example[label_feature])
+    images = np.concatenate(images)
+    if image_size is not None:
+        images = resize_like_pil(images, image_size)
     return images, np.concatenate(labels).astype(np.int64)
 
 

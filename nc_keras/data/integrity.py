@@ -61,12 +61,15 @@ class Expected:
         classes: class names in label order; labels are 0..len(classes)-1.
         sizes: ((split, examples), ...); a split not listed is not counted.
         balanced: every class of a split holds examples / len(classes).
+        label: which of the files' label sets (CIFAR-100's "fine" or
+            "coarse"); None for datasets with one.
     """
 
     title: str
     classes: tuple
     sizes: tuple = ()
     balanced: bool = False
+    label: str | None = None
 
     def check(self, split, labels, where):
         """`CorruptDataError` naming `where` unless `labels` are what `split` must hold."""

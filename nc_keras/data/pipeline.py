@@ -3,7 +3,9 @@
 Every split is decoded once into uint8 arrays held in memory (CIFAR-10
 train: 150 MB; MNIST train at 32x32: 61 MB); the dataset holds positions
 only, and every batch is gathered from the arrays, augmented and normalized
-in one vectorized step.
+in one vectorized step. ImageNet (and `tfds:<name>` with `image_size`) is
+too large for that: its images stay encoded and are decoded per example in
+the tf.data graph (`nc_keras.data.streaming`).
 
 Subsets and randomness:
 
@@ -16,8 +18,9 @@ Subsets and randomness:
 - Imbalanced subsets: `samples_per_class=[n_0, ..., n_{K-1}]` keeps the
   first n_k of class k, `imbalance_ratio=R` the long-tailed profile
   n_k = floor(n_max (1/R)^(k/(K-1))) (`nc_keras.data.profiles`), exactly.
-- `seed` fixes the random labels (cifar10_random, random_pixels), the random
-  pixels, the shuffling order and the augmentation.
+- `seed` fixes the random labels (`random_labels=True`, cifar10_random,
+  random_pixels), the random pixels, the shuffling order and the
+  augmentation.
 - `shuffle=None` shuffles the training split only (reshuffled every epoch).
 - `epochs=range(first, last)` makes each epoch's order and augmentation a
   function of (seed, epoch) alone, so that training resumed at an epoch
@@ -31,6 +34,7 @@ import numpy as np
 
 from nc_keras.data import catalogue, profiles, synthetic
 from nc_keras.data.readers import SPLITS
+from nc_keras.data.streaming import StreamFeed
 
 _LOG = logging.getLogger(__name__)  # says which source each load() used
 
@@ -89,7 +93,10 @@ def load(
         max_batches: at most this many batches of each epoch (or pass), its
             first ones; the data is not repeated to fill them (a quick
             pre-flight run of a full-size configuration).
-        **options: the dataset's options (above).
+        **options: the dataset's options (above). Every dataset takes
+            `random_labels=True`: every label replaced by a seeded,
+            balanced random assignment (Sec. 4.2), before any subset is
+            taken (so `samples_per_class` counts random classes).
 
     Returns:
         A `tf.data.Dataset` yielding `(images, labels)`: float32 of shape
@@ -110,10 +117,15 @@ def load(
         shuffle = split == "train"
     augment = bool(augment) and split == "train"
 
+    random_labels = options.pop("random_labels", entry.random_labels)
     feed = entry.source.read(entry, split, data_dir, download, seed, options)
-    if entry.random_labels:
-        feed.labels = synthetic.balanced_random_labels(len(feed.labels), feed.num_classes, seed, split)
-    _LOG.info("%s %s: %d examples from %s", name, split, len(feed.labels), feed.description)
+    if random_labels:
+        feed.labels = synthetic.balanced_random_labels(feed.size, feed.num_classes, seed, split)
+    _LOG.info("%s %s: %d examples from %s", name, split, feed.size, feed.description)
+    subset = samples_per_class is not None or imbalance_ratio is not None
+    if isinstance(feed, StreamFeed) and not subset and not random_labels:
+        # Every example with its stored label: no pass over the labels.
+        return feed.dataset(None, None, batch_size, shuffle, augment, seed, drop_remainder, epochs, max_batches)
     indices = np.arange(len(feed.labels))
     counts = profiles.class_counts(
         feed.labels, feed.num_classes, samples_per_class, imbalance_ratio, f"{name} {split}"
@@ -121,6 +133,8 @@ def load(
     if counts is not None:
         indices = first_per_class(feed.labels, counts, feed.num_classes, f"{name} {split}")
     labels = feed.labels[indices].astype(np.int32)
+    if isinstance(feed, StreamFeed):
+        return feed.dataset(indices, labels, batch_size, shuffle, augment, seed, drop_remainder, epochs, max_batches)
 
     # The dataset holds positions only; each batch gathers its images from
     # the in-memory arrays in one vectorized op, much faster than slicing

@@ -16,11 +16,11 @@ import dataclasses
 import functools
 import gzip
 import importlib.resources
-import pickle
 from pathlib import Path
 
 import numpy as np
 
+from nc_keras.data import safe_pickle
 from nc_keras.data.integrity import REFETCH, CorruptDataError, reading
 
 SPLITS = ("train", "test")
@@ -105,15 +105,26 @@ class IdxFiles:
 
 @dataclasses.dataclass(frozen=True)
 class CifarPickles:
-    """The python pickles of CIFAR-10's website (torchvision's layout)."""
+    """The python pickles of the CIFAR website (torchvision's layout).
+
+    CIFAR-10: `cifar-10-batches-py/data_batch_1..5` and `test_batch`, labels
+    under `b"labels"`; CIFAR-100: `cifar-100-python/train` and `test`, labels
+    under `b"fine_labels"` and `b"coarse_labels"`. `label_keys` maps the
+    entry's `label` option (`Expected.label`; None: the only one) to the key.
+    Read with `safe_pickle.load_batch`, which runs no code from the files.
+    """
 
     folder: str = "cifar-10-batches-py"
+    files: tuple = (("train", tuple(f"data_batch_{i}" for i in range(1, 6))), ("test", ("test_batch",)))
+    label_keys: tuple = ((None, b"labels"),)
 
     def read(self, data_dir, split, expected):
         folder = data_dir / self.folder
-        if not (folder / "test_batch").is_file():
+        names = dict(self.files)
+        if not all((folder / name).is_file() for name in names["test"]):
             return None, [f"{expected.title} python pickles in {folder}"]
-        images, labels = read_cifar_pickles(folder, split)
+        label_key = dict(self.label_keys)[expected.label]
+        images, labels = read_cifar_pickles([folder / name for name in names[split]], label_key)
         expected.check(split, labels, folder)
         return (images, labels, f"pickles in {folder}"), []
 
@@ -121,21 +132,17 @@ class CifarPickles:
         return f"torchvision's {self.folder}/"
 
 
-def read_cifar_pickles(folder, split):
-    """(images, labels) of one split from `data_batch_1..5` or `test_batch`."""
-    names = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
+def read_cifar_pickles(paths, label_key=b"labels"):
+    """(images, labels) of CIFAR batch files, in order; labels under `label_key`."""
     images, labels = [], []
-    for path in (Path(folder) / name for name in names):
-        with reading(path), open(path, "rb") as handle:
-            batch = pickle.load(handle, encoding="bytes")
-            if handle.read(1):  # a pickle ends where its data does
-                raise CorruptDataError(f"{path} is corrupt: bytes follow the pickled batch; {REFETCH}")
+    for path in paths:
+        batch = safe_pickle.load_batch(path)
         try:
             # Rows are 3072 bytes: the red plane, then green, then blue (CHW).
             rows = np.asarray(batch[b"data"], np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
-            row_labels = np.asarray(batch[b"labels"], np.int64)
+            row_labels = np.asarray(batch[label_key], np.int64)
         except (KeyError, TypeError, ValueError) as error:
-            raise CorruptDataError(f"{path} is not a CIFAR-10 batch ({error!r}): {REFETCH}") from error
+            raise CorruptDataError(f"{path} is not a CIFAR batch ({error!r}): {REFETCH}") from error
         if len(rows) != len(row_labels):
             raise CorruptDataError(f"{path} holds {len(rows)} images but {len(row_labels)} labels: {REFETCH}")
         images.append(rows)

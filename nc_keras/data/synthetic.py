@@ -36,6 +36,10 @@ class RandomPixelFeed:
         self.labels, self.num_classes = labels, num_classes
         self.description = f"generated from seed {seed}"
 
+    @property
+    def size(self):
+        return len(self.labels)
+
     def fetch_fn(self):
         import tensorflow as tf
 

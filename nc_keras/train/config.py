@@ -33,11 +33,25 @@ class TrainConfig:
     """Everything that defines a training run; field docs appear in `--help`."""
 
     dataset: str = dataclasses.field(
-        default="cifar10", metadata={"help": "one of " + ", ".join(data.NAMES)}
+        default="cifar10",
+        metadata={"help": "one of " + ", ".join(data.NAMES) + ", or tfds:<name> for any "
+                  "tensorflow-datasets image classification set (see nc_keras.data)"},
+    )
+    dataset_options: dict | None = dataclasses.field(
+        default=None,
+        metadata={"help": "the dataset's options, key=value pairs separated by commas, e.g. "
+                  "label=coarse (cifar100's 20 superclasses) or image_size=(224,224) (tfds:<name>)",
+                  "parse": data.parse_dataset_options},
+    )
+    random_labels: bool = dataclasses.field(
+        default=False,
+        metadata={"help": "replace every label by a seeded, balanced random assignment (Sec. 4.2); "
+                  "any dataset"},
     )
     data_dir: str | None = dataclasses.field(
         default=None,
-        metadata={"help": "local data (MNIST IDX files, a class-folder tree, or tfds data); see nc_keras.data"},
+        metadata={"help": "local data (IDX files, CIFAR pickles, a class-folder tree, ImageNet's "
+                  "manual download, or tfds data); see nc_keras.data"},
     )
     samples_per_class: int | list[int] | None = dataclasses.field(
         default=None,
@@ -63,7 +77,9 @@ class TrainConfig:
     )
     stem: str = dataclasses.field(
         default="imagenet",
-        metadata={"help": "ResNet stem: imagenet (7x7 + max-pool, Sec. 4.1) or cifar (3x3, Sec. 4.3); "
+        metadata={"help": "ResNet stem: imagenet (7x7 + max-pool, Sec. 4.1), cifar (3x3, Sec. 4.3), "
+                  "or auto: the one for the dataset's input size (cifar below 128 pixels, e.g. "
+                  "32x32 and STL-10's 96x96; imagenet from 128, e.g. ImageNet's 224x224); "
                   "resnet18_adapt always has the cifar one"},
     )
     width: int | None = dataclasses.field(
@@ -174,6 +190,10 @@ class TrainConfig:
         check_loss(self.loss, self.label_smoothing, self.focal_gamma)
         data.check_class_profile(self.samples_per_class, self.imbalance_ratio)
         backend.check_replication(self.strategy, self.devices)
+        stem = self.stem
+        if stem == "auto" and self.model.startswith("resnet"):
+            options = data.dataset_options(self.dataset_options, self.random_labels)
+            stem = stem_for(data.info(self.dataset, data_dir=self.data_dir, **options).input_shape)
         rate, batch = OPTIMIZER_DEFAULTS[self.optimizer]
         return dataclasses.replace(
             self,
@@ -181,8 +201,22 @@ class TrainConfig:
             batch_size=batch if self.batch_size is None else self.batch_size,
             lambda_h=self.weight_decay if self.lambda_h is None else self.lambda_h,
             label=self.label or Path(self.output_dir).name,
-            **effective_architecture(self.model, self.stem, self.width, self.depth),
+            **effective_architecture(self.model, stem, self.width, self.depth),
         )
+
+
+AUTO_STEM_PIXELS = 128
+
+
+def stem_for(input_shape):
+    """The ResNet stem for images of `input_shape`: "cifar" below 128 pixels, else "imagenet".
+
+    The ImageNet stem divides the resolution by 4 before the first stage:
+    a 32x32 image would leave 1x1 maps in the last stage, a 224x224 one
+    7x7; the CIFAR stem keeps the resolution, which costs 16x the compute
+    at 224x224.
+    """
+    return "cifar" if min(input_shape[:2]) < AUTO_STEM_PIXELS else "imagenet"
 
 
 def effective_architecture(model, stem, width, depth):

@@ -194,8 +194,9 @@ def _train_into(folder, config, replication, callbacks, verbose):
         )
 
     keras.utils.set_random_seed(config.seed)
-    dataset_info = data.info(config.dataset, data_dir=config.data_dir)
-    common = dict(data_dir=config.data_dir, seed=config.seed)
+    options = data.dataset_options(config.dataset_options, config.random_labels)
+    dataset_info = data.info(config.dataset, data_dir=config.data_dir, **options)
+    common = dict(data_dir=config.data_dir, seed=config.seed, **options)
     # Data-parallel steps need batches that split evenly over the replicas
     # (JAX shards each batch; several processes must take equal steps), so
     # the last, partial training batch is dropped. NC is still measured on
@@ -233,11 +234,13 @@ def _train_into(folder, config, replication, callbacks, verbose):
     elif start > 0:
         resume.prune_tensorboard(folder.tensorboard, start)
     folder.root.mkdir(parents=True, exist_ok=True)
-    write_json(folder.config, dataclasses.asdict(config))
+    # What the data was: a tfds:<name> set's normalization is computed, not configured.
+    described = dict(dataclasses.asdict(config), data=dataclasses.asdict(dataset_info))
+    write_json(folder.config, described)
     write_json(folder.versions, software_versions())
 
     with replication.scope:
-        _fit(config, model_inputs=(dataset_info.num_classes, dataset_info.input_shape),
+        _fit(config, described, model_inputs=(dataset_info.num_classes, dataset_info.input_shape),
              train_data=train_data, steps_per_epoch=steps_per_epoch, train_eval=train_eval,
              test_eval=test_eval, folder=folder, callbacks=callbacks, verbose=verbose)
     return _conclude(folder)
@@ -306,13 +309,13 @@ def built_architecture(model):
     }
 
 
-def _fit(config, model_inputs, train_data, steps_per_epoch, train_eval, test_eval, folder,
+def _fit(config, described, model_inputs, train_data, steps_per_epoch, train_eval, test_eval, folder,
          callbacks, verbose):
     """Builds the model and its callbacks and trains (inside a distribution's scope)."""
     from nc_keras import callbacks as nc_callbacks
 
     model = build_model(config, *model_inputs)
-    write_json(folder.config, dict(dataclasses.asdict(config), built=built_architecture(model)))
+    write_json(folder.config, dict(described, built=built_architecture(model)))
     lbfgs = config.optimizer == "lbfgs"
     # Order matters: TerminateOnNaN stops at the first NaN batch;
     # NeuralCollapse writes into `logs` before the loggers read them, and

@@ -72,3 +72,13 @@ def test_recipe_main_runs_a_named_recipe_of_the_presets(capsys):
         recipe_main("fixed_etf", "the fixed ETF recipe", argv=["--help"])
     assert exit.value.code == 0
     assert "runs/fixed_etf/PRESET" in capsys.readouterr().out
+
+
+def test_recipe_main_takes_any_dataset_its_options_and_random_labels(tmp_path):
+    argv = ["--output-dir", str(tmp_path), "--only", "learned", "--epochs", "1", "--quiet",
+            "--dataset", "random_pixels", "--random-labels",
+            "--dataset-options", "image_shape=(4, 4, 1),num_classes=3,train_size=30,test_size=15"]  # fmt: skip
+    assert recipe_main(RECIPE, "tiny", argv=argv) == 0
+    config = json.loads((tmp_path / "learned" / "config.json").read_text())
+    assert (config["dataset"], config["random_labels"]) == ("random_pixels", True)
+    assert config["data"]["num_classes"] == 3 and config["data"]["input_shape"] == [4, 4, 1]

@@ -27,7 +27,7 @@ def test_info_returns_fresh_split_sizes():
 
 def test_unknown_name_split_or_option_is_refused():
     with pytest.raises(ValueError, match="unknown dataset"):
-        data.load("imagenet")
+        data.load("cifar1000")
     with pytest.raises(ValueError, match="split"):
         data.load("mnist_subset", split="validation")
     with pytest.raises(ValueError, match="image_shape"):
@@ -37,12 +37,20 @@ def test_unknown_name_split_or_option_is_refused():
 
 
 def test_names_options_and_help_come_from_the_entries():
-    assert data.NAMES == ("cifar10", "mnist", "cifar10_random", "random_pixels", "mnist_subset", "folder")
+    assert data.NAMES == (
+        "cifar10", "mnist", "cifar10_random", "cifar100", "fashion_mnist", "svhn", "stl10", "imagenet",
+        "random_pixels", "mnist_subset", "folder",
+    )  # fmt: skip
     assert data.NAMES == tuple(data.DATASETS) == catalogue.NAMES
-    assert data.DATASETS["folder"].options == {"image_size": None, "channels": 3, "mean": None, "std": None}
-    assert data.DATASETS["cifar10"].options == {}
+    assert data.DATASETS["folder"].options == {
+        "image_size": None, "channels": 3, "mean": None, "std": None, "random_labels": False,
+    }  # fmt: skip
+    assert data.DATASETS["cifar10"].options == {"random_labels": False}
+    assert data.DATASETS["cifar10_random"].options == {"random_labels": True}
+    assert data.DATASETS["cifar100"].options == {"label": "fine", "random_labels": False}
     text = data.describe()
-    assert len(text.splitlines()) == len(data.NAMES)
+    assert len(text.splitlines()) == len(data.NAMES) + 1  # and tfds:<name>
+    assert "- tfds:<name>: " in data.load.__doc__
     for name, entry in data.DATASETS.items():
         assert f"- {name}: {entry.help}" in text  # one line each
         assert f"- {name}: " in data.load.__doc__

@@ -29,3 +29,14 @@ def test_resolved_fills_the_label_and_lambda_h_and_checks_fields():
         TrainConfig(epochs=0).resolved()
     with pytest.raises(ValueError, match="lr_drop_every must be >= 0"):
         TrainConfig(lr_drop_every=-1).resolved()
+
+
+def test_auto_stem_follows_the_input_size():
+    from nc_keras.train.config import stem_for
+
+    assert TrainConfig(dataset="mnist_subset", model="resnet18", stem="auto").resolved().stem == "cifar"
+    assert TrainConfig(dataset="stl10", model="resnet50", stem="auto").resolved().stem == "cifar"  # 96x96
+    assert TrainConfig(dataset="imagenet", model="resnet18", stem="auto").resolved().stem == "imagenet"
+    assert TrainConfig(dataset="imagenet", model="mlp", stem="auto").resolved().stem is None
+    assert TrainConfig(dataset="cifar10").resolved().stem == "imagenet"  # the paper's default, Sec. 4.1
+    assert [stem_for((n, n, 3)) for n in (32, 127, 128, 224)] == ["cifar", "cifar", "imagenet", "imagenet"]
