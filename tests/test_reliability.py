@@ -635,6 +635,18 @@ def test_lock_refused_run_into_a_new_folder_leaves_nothing(tmp_path):
     assert not (tmp_path / "c").exists()
 
 
+def test_recipe_removes_its_interrupted_figure_write(tmp_path):
+    from nc_keras.train import train_variants
+
+    out = tmp_path / "out"
+    (out / "a").mkdir(parents=True)
+    (out / ".figure.png-x1.tmp").write_bytes(b"")  # a kill during the figure's write
+    (out / "a" / ".log.csv-y2.tmp").write_bytes(b"")  # the variant's, removed by its run
+    train_variants(_config(tmp_path, epochs=1), [{"label": "a"}], out, verbose=0)
+    assert (out / "figure.png").stat().st_size > 0
+    assert not list(out.rglob("*.tmp"))
+
+
 def test_lock_recipe_into_a_held_folder_is_refused(tmp_path, capsys):
     from nc_keras.run_folder import RunFolder
 

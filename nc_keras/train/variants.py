@@ -71,6 +71,10 @@ def _train_variants(base, variants, output_dir, layout, title, verbose):
     from nc_keras import plots
     from nc_keras.callbacks import read_csv_log
 
+    # What an interrupted write of the figure or summary.md left (only this
+    # folder's own files: a variant's are its run's, removed by its train).
+    for staging in output_dir.glob(".*.tmp"):
+        staging.unlink(missing_ok=True)
     results, run_dirs = [], []
     for variant in variants:
         label = variant["label"]
