@@ -1126,3 +1126,22 @@ def test_small_ufm_figure_write_that_fails_keeps_the_earlier_figure(tmp_path, mo
         ufm_plots.plot_trajectory(result, target)
     assert target.read_bytes() == b"the earlier figure"
     assert [p.name for p in tmp_path.iterdir()] == ["ufm.png"]
+
+
+def test_small_benchmark_results_are_appended_whole_or_not_at_all(tmp_path):
+    from nc_keras.reporting import append_results
+
+    results = tmp_path / "results.md"
+    results.write_text("# Earlier results\n")
+
+    class Interrupted:  # the append stopped in the middle (a Ctrl-C while formatting)
+        def __str__(self):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        append_results(results, "bench", "| a |", notes=Interrupted())
+    assert results.read_text() == "# Earlier results\n"
+    append_results(results, "bench", "| a |", notes="n")
+    text = results.read_text()
+    assert text.startswith("# Earlier results\n\n## bench\n\n") and text.endswith("\n\n| a |\n\nn\n")
+    assert [p.name for p in tmp_path.iterdir()] == ["results.md"]
