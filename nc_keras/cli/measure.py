@@ -23,7 +23,9 @@ def register(subparsers):
             "for runs trained without the NeuralCollapse callback. The "
             "classifier is the layer named 'classifier', else the last layer "
             "with a (d, K) kernel, and the features its input, unless "
-            "--classifier and --features name them."
+            "--classifier and --features name them. The CSV is written through "
+            "a temporary file renamed at the end: a failed run leaves an earlier "
+            "file untouched and creates none."
         ),
     )
     parser.add_argument("checkpoint_dir", metavar="CHECKPOINTS",
