@@ -13,7 +13,7 @@ TEST_JOBS ?= 2
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[jax,torch,dev]"
+	$(PY) -m pip install -q -e ".[jax,torch,dev,text]"
 	@touch $(STAMP)
 
 setup: $(STAMP)

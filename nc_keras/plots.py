@@ -38,6 +38,9 @@ PANELS = {
     "test_minority_accuracy": (
         "test minority accuracy (%)", ("val_minority_accuracy",), False, lambda v: 100 * v,
     ),
+    "cdnv": ("CDNV", ("cdnv",), True, None),
+    "gnc2": ("GNC2 (log kernel)", ("gnc2",), False, None),
+    "unc3": ("UNC3 (uniform duality)", ("unc3",), True, None),
 }
 # The paper's figures: Fig. 3 (optimizers), Fig. 4 (random labels),
 # Fig. 5 (fixed classifier), minority collapse under class imbalance (Fang
@@ -50,6 +53,9 @@ LAYOUTS = {
         "nc1", "nc2", "minority_cosine", "train_accuracy", "test_accuracy", "test_minority_accuracy",
     ),
     "default": ("nc1", "nc2", "nc3", "nc4", "train_accuracy", "test_accuracy"),
+    # Token-level collapse in language models (Wu & Papyan 2024): the
+    # metrics that need no simplex ETF, since K tokens far outnumber d + 1.
+    "linguistic": ("loss", "train_accuracy", "nc1", "cdnv", "gnc2", "unc3"),
 }
 
 

@@ -329,7 +329,9 @@ def means_pair_metrics(Hbar, class_variances=None, keys=PAIR_KEYS):
                 distances = np.maximum(
                     squared[rows_i, None] + squared[None, rows_j] - 2.0 * gram, 0.0)
                 spreads = class_variances[rows_i, None] + class_variances[None, rows_j]
-                sums["cdnv"] += np.sum(pairs(spreads / (2.0 * distances)))
+                # Equal means are inseparable: inf, also with zero spreads (0/0).
+                ratios = np.where(distances > 0, spreads / (2.0 * distances), np.inf)
+                sums["cdnv"] += np.sum(pairs(ratios))
             if keys == ("cdnv",):
                 continue
             cosines = gram / norms[rows_i, None] / norms[None, rows_j]

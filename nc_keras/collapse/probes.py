@@ -280,7 +280,9 @@ def find_layer(model, spec, argument):
         raise ValueError(f"{argument}: expected a layer or a layer name; got {spec!r}")
     found = [(path, layer) for path, layer in _walk(model)
              if path == spec or (("/" not in spec) and layer.name == spec)]
-    if len(found) == 1:
+    # One layer reached by two paths (a tied embedding used by a nested
+    # backbone and by the head around it) is one layer.
+    if len({id(layer) for _, layer in found}) == 1:
         return found[0][1]
     if found:
         paths = [path for path, _ in found]

@@ -132,7 +132,11 @@ class CollapseStatistics(_Statistics):
         counts_a = self.counts[present]
         total = counts_a + counts_b
         means_a = self._means[present]
-        delta = sums / counts_b[:, None] - means_a
+        # delta = mu_b - mu_a, in place of the sums (each pass over P x d
+        # or B x d arrays counts at vocabulary scale: in place where it can).
+        delta = sums
+        delta /= counts_b[:, None]
+        delta -= means_a
         # Chan's merge folded into the centring: with
         # c_k = mu_a + (1 - sqrt(n_a / (n_a + n_b))) (mu_b - mu_a),
         # sum_i (h_i - c_k)(h_i - c_k)^T equals the batch's centred scatter
@@ -142,11 +146,14 @@ class CollapseStatistics(_Statistics):
         # symmetric (syrk) product of B rows does everything; the same rows
         # give the per-class traces. Only the P classes of the batch are
         # touched: O(B d^2 + P d), whatever K.
-        centres = means_a + delta * (1.0 - np.sqrt(counts_a / total))[:, None]
-        rows = h - centres[inverse]
+        centres = delta * (1.0 - np.sqrt(counts_a / total))[:, None]
+        centres += means_a
+        rows = np.subtract(h, centres[inverse], out=h)  # h is this update's own copy
         self._scatter += rows.T @ rows
         self._within[present] += class_square_sums(rows, inverse, present.size)
-        self._means[present] = means_a + delta * (counts_b / total)[:, None]
+        delta *= (counts_b / total)[:, None]
+        means_a += delta
+        self._means[present] = means_a
         self.counts[present] = total
         return self
 

@@ -16,9 +16,11 @@ names.
 - `mlp`: the MLP of Sec. 4.2;
 - `densenet`: DenseNet169;
 - `head`: the last layer every builder ends in (`classification_head`);
-- `parameter_savings`: the parameter counts of Sec. 4.3.
+- `parameter_savings`: the parameter counts of Sec. 4.3;
+- `causal_lm`: a GPT-2 language model for token-level collapse (keras-hub).
 """
 
+from nc_keras.models.causal_lm import causal_lm
 from nc_keras.models.densenet import densenet169
 from nc_keras.models.head import CLASSIFIERS, classification_head
 from nc_keras.models.mlp import mlp
@@ -37,6 +39,7 @@ __all__ = [
     "CLASSIFIERS",
     "PAPER_SAVINGS",
     "STEMS",
+    "causal_lm",
     "classification_head",
     "count_trainable_params",
     "densenet169",
