@@ -869,7 +869,11 @@ model = keras.models.load_model(sys.argv[1])  # with its optimizer and loss
 after_import = ours()
 for module in pkgutil.walk_packages(nc_keras.__path__, "nc_keras."):
     if ".cli" not in module.name and ".backend." not in module.name:
-        importlib.import_module(module.name)
+        try:
+            importlib.import_module(module.name)
+        except ModuleNotFoundError as error:  # an optional extra (keras-hub, ...) not installed
+            if (error.name or "").startswith("nc_keras"):
+                raise
 print(json.dumps({"optimizer": type(model.optimizer).__name__, "loss": type(model.loss).__name__,
                   "iterations": int(model.optimizer.iterations), "after_import": after_import,
                   "everything": ours()}))
