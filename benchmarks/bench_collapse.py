@@ -291,7 +291,7 @@ def main():
         print(json.dumps(memory_child(args.quick)))
         return
 
-    from nc_keras.reporting import publish_benchmark
+    from publish import publish_benchmark
 
     parts = []
     if args.part in ("all", "metrics"):

@@ -122,7 +122,7 @@ def main(argv=None):
         setup = time.perf_counter() - start
         rows.append((label, setup, pipeline_rate(dataset, args.batches, args.repeats)))
 
-    from nc_keras.reporting import publish_benchmark
+    from publish import publish_benchmark
 
     table_rows = []
     for label, setup, rate in rows:

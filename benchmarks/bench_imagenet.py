@@ -192,7 +192,7 @@ def main():
         print(json.dumps(scale_child(args.samples)))
         return
 
-    from nc_keras.reporting import publish_benchmark
+    from publish import publish_benchmark
 
     sizes = [int(s) for s in args.sizes.split(",")]
     small = 8192 if args.quick else 32768

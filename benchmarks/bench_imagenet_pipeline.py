@@ -118,7 +118,7 @@ def main(argv=None):
     import keras
 
     from nc_keras import data
-    from nc_keras.reporting import publish_benchmark
+    from publish import publish_benchmark
 
     rows = []
     with tempfile.TemporaryDirectory() as folder:

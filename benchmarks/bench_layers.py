@@ -71,7 +71,7 @@ def main():
         print(json.dumps(child(args.repeats, args.quick, args.width)))
         return
 
-    from nc_keras.reporting import publish_benchmark
+    from publish import publish_benchmark
 
     rows = []
     for backend in args.backends.split(","):

@@ -185,7 +185,7 @@ def main():
             continue
         rows.append((label, json.loads(result.stdout.strip().splitlines()[-1])))
 
-    from nc_keras.reporting import publish_benchmark
+    from publish import publish_benchmark
 
     plain = statistics.median(rows[0][1])
     reference = statistics.median(rows[1][1])

@@ -203,7 +203,7 @@ def main():
     if args.worker:
         return worker(args.worker, args.sizes, args.repeats, args.threads, args.large_repeats)
 
-    from nc_keras.reporting import publish_benchmark
+    from publish import publish_benchmark
 
     rows = []
     for backend_name in args.backends:

@@ -199,7 +199,7 @@ def main():
     parser.add_argument("--quick", action="store_true", help="small sizes, no results file")
     parser.add_argument("--no-save", action="store_true", help="do not append to the results file")
     args = parser.parse_args()
-    from nc_keras.reporting import publish_benchmark
+    from publish import publish_benchmark
 
     peer = peer_module(args.rhubarbwu)
     sizes = QUICK_SIZES if args.quick else SIZES

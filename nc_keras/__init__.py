@@ -5,6 +5,7 @@ Submodules (each imported on first use):
 - `nc_keras.layers`: `SimplexETF` (fixed classifier), `FeatureDecay`.
 - `nc_keras.models`: ResNet18-152, ResNet18_adapt, MLP, DenseNet169 builders.
 - `nc_keras.regularizers`: `HalfL2` (lambda/2 ||x||^2).
+- `nc_keras.losses`: CE, MSE, label smoothing, focal: one formula each.
 - `nc_keras.optimizers`: `SGD`, `Adam` with PyTorch semantics.
 - `nc_keras.collapse`: NC1-NC4 metrics, streaming statistics.
 - `nc_keras.callbacks`: `NeuralCollapse`, logging NC metrics in `model.fit`.
@@ -32,6 +33,7 @@ _SUBMODULES = (
     "deprecation",
     "io_utils",
     "layers",
+    "losses",
     "models",
     "optimizers",
     "plots",

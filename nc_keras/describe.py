@@ -11,13 +11,10 @@ and the table's labels name them).
 import json
 from pathlib import Path
 
+from nc_keras.models import registry
 from nc_keras.run_folder import RunFolder
 
-MODEL_TITLES = {
-    "resnet18": "ResNet18", "resnet34": "ResNet34", "resnet50": "ResNet50",
-    "resnet101": "ResNet101", "resnet152": "ResNet152", "resnet18_adapt": "ResNet18",
-    "mlp": "MLP", "densenet169": "DenseNet169",
-}  # fmt: skip
+MODEL_TITLES = {name: model.title for name, model in registry.MODELS.items()}
 DATASET_TITLES = {
     "cifar10": "CIFAR-10", "mnist": "MNIST", "cifar10_random": "CIFAR-10 with random labels",
     "random_pixels": "random pixels", "mnist_subset": "MNIST subset (shipped)",
@@ -66,12 +63,10 @@ def _shared(configs, key, default=None):
 def _architecture(config):
     """(model title, width, depth, stem) as built, also for configs written
     before config.json recorded the effective ones."""
-    from nc_keras.train.config import effective_architecture
-
     model = config.get("model")
     if model not in MODEL_TITLES:
         return str(model), None, None, None
-    built = effective_architecture(model, config.get("stem"), config.get("width"), config.get("depth"))
+    built = registry.architecture(model, config.get("stem"), config.get("width"), config.get("depth"))
     stem = built["stem"] and {"imagenet": "ImageNet", "cifar": "CIFAR"}.get(built["stem"], built["stem"])
     return MODEL_TITLES[model], built["width"], built["depth"], stem
 

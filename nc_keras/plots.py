@@ -15,7 +15,7 @@ import math
 from pathlib import Path
 
 from nc_keras.describe import run_label
-from nc_keras.io_utils import atomic_writer
+from nc_keras.figures import new_figure, save_figure
 from nc_keras.run_folder import RunFolder, nc_history_epochs
 
 # Panel name -> (title, log columns tried in order, log y-axis, transform).
@@ -90,18 +90,16 @@ def plot_runs(run_dirs, path, layout="default", labels=None, title=None):
     Returns:
         The path written.
     """
-    return save_figure(draw_runs(run_dirs, layout=layout, labels=labels, title=title), path)
+    return save_figure(draw_runs(run_dirs, layout=layout, labels=labels, title=title), path,
+                       dpi=120)
 
 
 def draw_runs(run_dirs, layout="default", labels=None, title=None):
-    """The matplotlib figure of `plot_runs` (arguments as there), not saved.
+    """The `matplotlib.figure.Figure` of `plot_runs` (arguments as there), not saved.
 
-    The caller closes it (`matplotlib.pyplot.close(figure)`).
+    It is not registered with pyplot: nothing to close.
     """
     import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
     from nc_keras.callbacks import read_csv_log
@@ -120,11 +118,10 @@ def draw_runs(run_dirs, layout="default", labels=None, title=None):
 
     last_epoch = max([int(max(log["epoch"])) + 1 for log in logs if log.get("epoch")] + [1])
     width = 3.2 * len(panels)
-    figure, axes = plt.subplots(
-        1, len(panels), figsize=(width, 4.2), squeeze=False, layout="constrained"
-    )
+    figure = new_figure(figsize=(width, 4.2), layout="constrained")
+    axes = figure.subplots(1, len(panels), squeeze=False)
     # One color per run in every panel, also where a run has no points.
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colors = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
     handles = {}
     for axis, panel in zip(axes[0], panels):
         panel_title, columns, log_scale, transform = PANELS[panel]
@@ -220,20 +217,6 @@ def _log_path(run):
     return csv_path
 
 
-def save_figure(figure, path, dpi=120):
-    """Writes `figure` to `path` (format by extension), closes it, returns the path."""
-    import matplotlib.pyplot as plt
-
-    path = Path(path)
-    try:
-        # Atomic, as every file of a run: an interrupted save leaves the old figure.
-        with atomic_writer(path, "wb") as out:
-            figure.savefig(out, format=path.suffix.lstrip(".") or None, dpi=dpi)
-    finally:
-        plt.close(figure)
-    return path
-
-
 def _layer_order(run_dir, log):
     """Measured layers in depth order: as the NC history saved them, else the log's."""
     history = RunFolder(run_dir).nc_history
@@ -262,9 +245,6 @@ def plot_depth(run_dir, path, layers=None, title=None):
     """
     import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from nc_keras.callbacks import read_csv_log
 
     csv_path = _log_path(run_dir)
@@ -279,8 +259,9 @@ def plot_depth(run_dir, path, layers=None, title=None):
     measured = [row for row in range(len(log["epoch"]))
                 if all(isinstance(log[c][row], float) and log[c][row] > 0 for c in columns)]
     width = 1.1 * len(columns) + 2.5
-    figure, axis = plt.subplots(figsize=(width, 3.8), layout="constrained")
-    colors = plt.get_cmap("viridis")
+    figure = new_figure(figsize=(width, 3.8), layout="constrained")
+    axis = figure.subplots()
+    colors = matplotlib.colormaps["viridis"]
     for order, row in enumerate(measured):
         shade = colors(order / max(len(measured) - 1, 1))
         axis.plot(range(len(columns)), [log[c][row] for c in columns], marker="o",
@@ -300,4 +281,4 @@ def plot_depth(run_dir, path, layers=None, title=None):
     heading = figure_title(title, [csv_path.parent])
     if heading:
         figure.suptitle(_wrap(heading, width), fontsize="medium")
-    return save_figure(figure, path)
+    return save_figure(figure, path, dpi=120)

@@ -69,10 +69,9 @@ OPTIMIZER_VARIANTS = (
 )
 
 # Fig. 3 at CPU size on real MNIST (100 images per class, width-8 ResNet18,
-# 30 epochs, lr / 10 every 12; docs/evidence/nc_optimizers_cpu). One
-# full-batch L-BFGS epoch (20 iterations with line search) costs about ten
-# SGD epochs here, so L-BFGS runs 20 epochs (at 12 its NC1 was 21x down,
-# still falling about 10% an epoch).
+# 30 epochs, lr / 10 every 12). One full-batch L-BFGS epoch (20 iterations
+# with line search) costs about ten SGD epochs, so L-BFGS runs 20 epochs
+# (why 20: docs/evidence/nc_optimizers_cpu).
 OPTIMIZERS_CPU = TrainConfig(
     dataset="mnist", model="resnet18_adapt", width=8, samples_per_class=100,
     test_samples_per_class=50, epochs=30, lr_drop_every=12, weight_decay=5e-4,
@@ -117,10 +116,7 @@ FIXED_ETF_SMOKE = TrainConfig(
 # accuracy) on real CIFAR-10 in about 20 CPU-minutes: a width-8 ResNet18
 # (3x3 stem) on 100 images per class, WITHOUT augmentation (unlike the
 # paper: augmentation would keep a 2-core CPU from fitting the set), 60
-# epochs, the learning rate / 10 every 24 (docs/evidence/fixed_etf_cpu).
-# With 30 epochs and a drop every 12, the learned d = K variant's NC1
-# stalled once the rate reached 5e-4 (18.6x down); 24 epochs at the full
-# rate bring it 260x down.
+# epochs, the learning rate / 10 every 24 (why 24: docs/evidence/fixed_etf_cpu).
 FIXED_ETF_CPU = TrainConfig(
     dataset="cifar10", model="resnet18_adapt", width=8, augment=False,
     samples_per_class=100, test_samples_per_class=100,

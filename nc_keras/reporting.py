@@ -1,10 +1,5 @@
 """Plain-text tables for the command line, recipes and benchmarks."""
 
-import datetime
-import os
-import platform
-from pathlib import Path
-
 
 def format_table(rows, columns, formats=None):
     """Formats dict rows as an aligned Markdown table.
@@ -47,48 +42,3 @@ def format_table(rows, columns, formats=None):
     for values in body:
         lines.append("| " + " | ".join(v.ljust(w) for v, w in zip(values, widths)) + " |")
     return "\n".join(lines)
-
-
-def machine_description():
-    """One line naming this machine: host, CPU count, OS, Python."""
-    return (
-        f"{platform.node()}, {os.cpu_count()} CPUs, {platform.system()} "
-        f"{platform.machine()}, Python {platform.python_version()}"
-    )
-
-
-def append_results(path, title, table, notes=""):
-    """Appends a dated benchmark table to a Markdown results file."""
-    from nc_keras.io_utils import write_text
-
-    path = Path(path)
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    added = f"\n## {title}\n\n{stamp}; {machine_description()}\n\n{table}\n"
-    if notes:
-        added += f"\n{notes}\n"
-    # The whole file rewritten atomically: an interrupted append must not
-    # tear the earlier results.
-    write_text(path, (path.read_text() if path.exists() else "") + added)
-
-
-def publish_benchmark(parts, path, formats=None, save=True, argv=()):
-    """Prints benchmark tables and appends them, dated, to a results file.
-
-    Args:
-        parts: a list of (title, rows, columns, notes), rows and columns as
-            for `format_table`.
-        path: the Markdown results file.
-        formats: format specs by column key, as for `format_table`.
-        save: False only prints (quick runs).
-        argv: the script's command line, recorded under each table.
-    """
-    # Timings on a shared machine depend on its load: say what it was.
-    load = "Load average (1, 5, 15 min) at the end: {:.1f}, {:.1f}, {:.1f}.".format(
-        *os.getloadavg())
-    command = " ".join(str(arg) for arg in argv).strip()
-    for title, rows, columns, notes in parts:
-        notes = f"{notes} {load}"
-        table = format_table(rows, columns, formats)
-        print(f"\n## {title}\n\n{table}\n\n{notes}", flush=True)
-        if save:
-            append_results(path, title, table, f"{notes}\nCommand: `{command}`")

@@ -7,14 +7,12 @@ import json
 import math
 
 import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
 from nc_keras import plots, presets
 from nc_keras.cli import main
+from nc_keras.figures import new_figure
 from nc_keras.io_utils import save_npz
 from nc_keras.run_folder import RunFolder, nc_history_file
 
@@ -49,8 +47,7 @@ def smoke_figure(tmp_path):
     runs = _preset_runs(tmp_path, "fixed_etf", "smoke")
     figure = plots.draw_runs(runs, layout="fig5", title="Fixed ETF (Fig. 5): smoke preset")
     figure.canvas.draw()
-    yield figure
-    plt.close(figure)
+    return figure
 
 
 def test_the_title_names_preset_model_width_data_subset_and_epochs(smoke_figure):
@@ -107,13 +104,10 @@ def test_a_one_epoch_run_has_one_whole_epoch_tick(tmp_path):
     runs = _preset_runs(tmp_path, "fixed_etf", "paper", epochs=1)
     figure = plots.draw_runs(runs, layout="fig5")
     figure.canvas.draw()
-    try:
-        for axis in figure.axes:
-            low, high = axis.get_xlim()
-            shown = [t for t in axis.get_xticks() if low <= t <= high]
-            assert shown == [1.0], shown
-    finally:
-        plt.close(figure)
+    for axis in figure.axes:
+        low, high = axis.get_xlim()
+        shown = [t for t in axis.get_xticks() if low <= t <= high]
+        assert shown == [1.0], shown
 
 
 @pytest.mark.parametrize(
@@ -121,19 +115,16 @@ def test_a_one_epoch_run_has_one_whole_epoch_tick(tmp_path):
     [(1e-16, 0.9), (0.02, 0.9), (1.21, 1.37), (0.3, 0.31), (0.2969, 0.2988), (5.0, 5.0)],
 )
 def test_log_ticks_are_readable_at_any_range(low, high):
-    figure, axis = plt.subplots()
-    try:
-        axis.plot([1, 2], [low, high])
-        axis.set_yscale("log")
-        plots._readable_log_ticks(axis, low, high)
-        figure.canvas.draw()
-        assert _visible_labels(axis, minor=True) == []
-        labels = _visible_labels(axis)
-        assert 1 <= len(labels) <= 7, labels
-        assert all(len(label) <= 24 for label in labels), labels
-        assert len(set(labels)) == len(labels), labels  # no two ticks read the same
-    finally:
-        plt.close(figure)
+    axis = new_figure().subplots()
+    axis.plot([1, 2], [low, high])
+    axis.set_yscale("log")
+    plots._readable_log_ticks(axis, low, high)
+    axis.figure.canvas.draw()
+    assert _visible_labels(axis, minor=True) == []
+    labels = _visible_labels(axis)
+    assert 1 <= len(labels) <= 7, labels
+    assert all(len(label) <= 24 for label in labels), labels
+    assert len(set(labels)) == len(labels), labels  # no two ticks read the same
 
 
 def test_plot_runs_writes_the_figure(tmp_path):
@@ -171,3 +162,24 @@ def test_depth_profile_from_run_folder(tmp_path, capsys):
         plots.plot_depth(folder.root, tmp_path / "x.png", layers=["nope"])
     assert main(["plot", "--layout", "depth", str(folder.root), str(folder.root)]) == 2
     assert "draws one run" in capsys.readouterr().err
+
+
+def test_plotting_leaves_the_users_matplotlib_alone(tmp_path):
+    # A notebook's backend stays what it was, and pyplot holds no figure of ours.
+    import matplotlib.pyplot as plt
+
+    from nc_keras import ufm
+
+    before = matplotlib.get_backend()
+    matplotlib.use("svg")
+    try:
+        runs = _preset_runs(tmp_path, "random_labels", "smoke", epochs=2)
+        plots.plot_runs(runs, tmp_path / "runs.png")
+        result = ufm.solve(3, 2, 3, method="gd", steps=5, record_metrics=False)
+        ufm.plot_trajectory(result, tmp_path / "ufm.png")
+        assert matplotlib.get_backend() == "svg"
+        assert plt.get_fignums() == []
+        assert (tmp_path / "runs.png").read_bytes()[:4] == b"\x89PNG"
+        assert (tmp_path / "ufm.png").read_bytes()[:4] == b"\x89PNG"
+    finally:
+        matplotlib.use(before)

@@ -4,7 +4,7 @@
 * jax: the same algorithm from tfp's JAX substrate, under `jax.jit`. The
   substrate needs two work-arounds, applied by `_tfp_jax()`: on jax >= 0.7,
   `jax.interpreters.xla.pytype_aval_mappings` no longer exists and must be
-  re-pointed at `jax._src.core.pytype_aval_mappings`; and the substrate
+  re-pointed at JAX's new one (`internals.jax_pytype_aval_mappings`); and the substrate
   try-imports TensorFlow (only to copy docstrings), which would load all of
   TensorFlow into a JAX process, so that import is refused while it loads;
 * torch: `torch.optim.LBFGS` with the strong Wolfe line search (tfp uses
@@ -19,6 +19,7 @@ import sys
 
 import keras
 
+from nc_keras.backend import internals
 from nc_keras.backend.autodiff import value_and_grad
 from nc_keras.backend.core import compile, name, to_numpy  # noqa: A004
 
@@ -65,11 +66,10 @@ def lbfgs_minimize(
 
 def _tfp_jax():
     """The L-BFGS module of tfp's JAX substrate, loaded with the two work-arounds."""
-    import jax
     import jax.interpreters.xla as xla
 
     if not hasattr(xla, "pytype_aval_mappings"):
-        xla.pytype_aval_mappings = jax._src.core.pytype_aval_mappings
+        xla.pytype_aval_mappings = internals.jax_pytype_aval_mappings()
 
     class _RefuseTensorFlow:
         def find_spec(self, fullname, path=None, target=None):
@@ -128,7 +128,7 @@ def _lbfgs_tfp(value_and_grad_fn, x0, max_iterations, tolerance, history, callba
     # outside the compiled loop with tfp's own helper, so that one compiled
     # function serves the start and every continuation: tracing tfp's L-BFGS
     # takes seconds, running it milliseconds.
-    result = lbfgs._get_initial_state(value_and_grad_fn, x0, history, tolerance)
+    result = internals.tfp_lbfgs_initial_state(lbfgs, value_and_grad_fn, x0, history, tolerance)
     chunk = every if callback is not None else max_iterations
     iterations = 0
     while True:

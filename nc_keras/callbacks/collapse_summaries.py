@@ -24,6 +24,7 @@ import os
 import numpy as np
 
 from nc_keras.collapse import formulas
+from nc_keras.figures import new_figure
 
 __all__ = ["CollapseSummaries", "cosine_image"]
 
@@ -40,12 +41,8 @@ def cosine_image(panels, title):
         panels: list of (name, matrix) with entries in [-1, 1].
         title: the figure's title.
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     # A Figure without pyplot: no global state, no display, thread-safe.
-    figure = Figure(figsize=(3.2 * len(panels) + 0.8, 3.4), dpi=80)
-    FigureCanvasAgg(figure)
+    figure = new_figure(figsize=(3.2 * len(panels) + 0.8, 3.4), dpi=80)
     axes = figure.subplots(1, len(panels), squeeze=False)[0]
     for ax, (name, matrix) in zip(axes, panels):
         shown = ax.imshow(matrix, vmin=-1.0, vmax=1.0, cmap="RdBu_r")

@@ -18,8 +18,8 @@ class EpochCSVLogger(keras.callbacks.Callback):
     rows of epochs >= e that an interrupted attempt wrote are replaced, so
     the file never holds an epoch twice nor loses one. Columns are `epoch`
     (0-based, as CSVLogger) and the sorted keys of the first epoch's `logs`
-    (put `NeuralCollapse` before this callback, so its keys are there from
-    the first epoch). Each epoch rewrites the file through a temporary file
+    (a `NeuralCollapse` in the same `fit` runs first wherever it stands, so
+    its keys are there from the first epoch). Each epoch rewrites the file through a temporary file
     and an atomic rename, so an interruption never leaves a torn file.
     Read it back with `nc_keras.callbacks.read_csv_log`.
 

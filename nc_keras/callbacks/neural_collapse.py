@@ -1,6 +1,5 @@
 """The `NeuralCollapse` callback: live neural-collapse metrics during `model.fit`."""
 
-import inspect
 import math
 import os
 
@@ -8,6 +7,7 @@ import keras
 import numpy as np
 
 from nc_keras import collapse, deprecation, validation
+from nc_keras.backend import internals
 from nc_keras.callbacks.collapse_summaries import CollapseSummaries
 from nc_keras.collapse.passes import check_ncc
 from nc_keras.collapse.statistics import CLASSIFIER_KEYS
@@ -45,88 +45,47 @@ def log_keys(validation=False, minority=False, layers=(), present=False):
     return [name for _, name in _logged(validation, minority, layers, present)]
 
 
-def _calling_callback_list(depth=6):
-    """The keras.callbacks.CallbackList whose set_model called us, or None."""
-    frame = inspect.currentframe()
-    try:
-        for _ in range(depth):
-            frame = frame.f_back
-            if frame is None:
-                return None
-            caller = frame.f_locals.get("self")
-            if isinstance(caller, keras.callbacks.CallbackList):
-                return caller
-        return None
-    finally:
-        del frame  # no reference cycle through the frames
-
-
 class NeuralCollapse(keras.callbacks.Callback):
-    """Measures NC1-NC4 (Zhu et al. 2021, Sec. 4 "Metrics") at epoch ends.
+    """Logs neural collapse NC1-NC4 (Zhu et al. 2021, Sec. 4 "Metrics") during `fit`.
 
-    At the end of every `freq`-th epoch (epochs `freq`, `2 freq`, ...,
-    counted from 1, and always the last epoch of `fit`), one pass over
-    `train_data` (and `validation_data`) streams the features h the classifier
-    consumes into a `nc_keras.collapse.CollapseStatistics`, reads
-    W = kernel^T and b from the classifier (a Dense or a fixed SimplexETF),
-    and writes into `logs` the keys of `nc_keras.collapse.METRIC_KEYS` (nc1,
-    nc2, nc3, nc4, ncc_mismatch, nc_accuracy -- the accuracy of that pass --,
-    means_etf_error, means_norm_cv, classifier_norm_cv, trace_ratio, cdnv,
-    means_cos_std, means_cos_max_gap, gnc2, unc3, nc3_papyan), with a "val_"
-    prefix for `validation_data`, except nc2 and classifier_norm_cv, which depend
-    on W alone (`log_keys`). With `layers`, the same pass also measures
-    those layers' outputs, logged as "nc1/<layer name>" and the other
-    metrics that need no classifier (`nc_keras.collapse.FEATURE_ONLY_KEYS`).
+    At the end of every `freq`-th epoch (counted from 1, and always the last
+    epoch of `fit`), one pass over `train_data` (and `validation_data`)
+    streams the features h the classifier consumes into a
+    `nc_keras.collapse.CollapseStatistics`, reads W = kernel^T and b from the
+    classifier, and writes the metrics into `logs`, so History, CSVLogger,
+    TensorBoard, EarlyStopping, ... see them. With K classes, class means
+    mu_k, global mean mu_G, centred means Hbar and
+    E = (I_K - 11^T/K)/sqrt(K-1): NC1 = tr(Sigma_W Sigma_B^+)/K,
+    NC2 = ||W W^T/||W W^T||_F - E||_F, NC3 = ||W Hbar/||W Hbar||_F - E||_F,
+    NC4 = ||b + W mu_G||_2 (Sec. 4).
 
-    Any built Keras model works: the classifier is the layer named
-    "classifier", else the last layer with a (d, K) kernel, and h its input
-    (`nc_keras.collapse.probes.probe`), in functional and Sequential models,
-    keras.applications models and backbones nested in a functional model;
-    a subclassed model needs `features=` a callable and `classifier=`.
-    Every key is present from the first epoch on,
-    NaN on epochs that are not measured, so CSVLogger keeps all its columns.
+    The classifier is the layer named "classifier", else the last layer with
+    a (d, K) kernel (Dense or SimplexETF, in functional and Sequential
+    models, keras.applications models and nested backbones); h is its input.
+    A subclassed model needs `features=` and `classifier=`. The pass runs
+    the model with training=False, draws no random number and updates no
+    variable: training is the same with or without this callback. Memory is
+    O(Kd + d^2) plus a chunk of outputs (`nc_keras.collapse.CHUNK_BYTES`),
+    whatever the data size. Under data parallelism (a `keras.distribution`
+    on JAX, a `tf.distribute.MirroredStrategy` on TensorFlow) every device
+    measures a share and the statistics are merged, so the metrics equal
+    one device's; every process must get the same data.
 
-    History, CSVLogger, TensorBoard (and EarlyStopping, ...) record them
-    wherever this callback stands in the `callbacks` list: Keras hands the
-    same `logs` to each callback in list order, so when `fit` builds its
-    `keras.callbacks.CallbackList` and calls `set_model`, this callback
-    moves every NeuralCollapse to the front of that list (keeping their
-    order, and the others'). It rebinds the list's `callbacks` to a new
-    list rather than mutating it, so the loop in progress is unaffected. A
-    custom training loop that calls `set_model` itself keeps its order.
+    Order: Keras hands the same `logs` to each callback in list order, so
+    when `fit` builds its callback list this callback moves every
+    NeuralCollapse to the front (keeping the others' order): the loggers
+    see its keys wherever it stands. A custom loop that calls `set_model`
+    itself keeps its own order.
 
-    TensorBoard: when a `keras.callbacks.TensorBoard` is in the same `fit`
-    (or `tensorboard_dir` is given), each measurement also writes images of
-    the class-mean cosine matrix and of cos(w_k, mu_l - mu_G), each beside
-    the simplex ETF, and histograms of the class-mean and classifier norms,
-    under "neural_collapse/" in its "train" and "validation" runs (see
-    `nc_keras.callbacks.collapse_summaries`).
+    Example:
 
-    The pass runs the model with training=False (BatchNorm with its moving
-    statistics, no Dropout), draws no random number and updates no variable,
-    so training is the same with or without this callback. Memory is
-    O(Kd + d^2) plus a chunk of model outputs (about 16 MB,
-    `nc_keras.collapse.CHUNK_BYTES`: batches are grouped so that the float64
-    statistics run as few large products), whatever the data size.
-
-    Under data parallelism (a `keras.distribution` active during `fit` on
-    JAX, on one host or several; a model built under a
-    `tf.distribute.MirroredStrategy` on TensorFlow) the pass is
-    data-parallel too: every device runs a share of each batch, every
-    process (host) measures its share, and the statistics are merged across
-    processes, so the metrics equal those of one device (see
-    `nc_keras.collapse.measure`). Every process must get the same
-    `train_data` and `validation_data` (all of them, in the same order); each logs
-    the same numbers.
-
-    NCC mismatch needs the class means of the whole pass, which are only
-    known at its end. `ncc` chooses: "previous" (default) compares each
-    sample with the class means of this callback's previous measurement on
-    the same data, in the same single pass; the first measurement, which has
-    none, makes a second pass and is exact. "exact" always makes a second
-    pass (the epoch-end cost doubles). "none" logs NaN. A fit that resumes
-    at epoch e > 0 takes the previous means from the last measurement saved
-    in `history_dir` before e, as an uninterrupted fit would have them.
+    ```python
+    model.fit(train, epochs=200, callbacks=[
+        keras.callbacks.CSVLogger("log.csv"),
+        NeuralCollapse(train_eval, validation_data=test_eval, freq=5,
+                       history_dir="nc_history"),
+    ])
+    ```
 
     Args:
         train_data: a tf.data.Dataset of (x, y) or (x, y, sample_weight)
@@ -135,34 +94,45 @@ class NeuralCollapse(keras.callbacks.Callback):
             tuple of numpy arrays, x a dict or list of arrays for several
             inputs (batched by `batch_size`). Labels are class indices in
             [0, K) for the classifier's K: integers or whole floats, (N, 1),
-            or one-hot. A sample weight of 0 drops a sample; other weights
-            are not used (one warning). A generator (consumed by one pass)
-            and other kinds are refused when the callback is made; the
-            model must run on the first batch and the labels fit K (all of
-            them for arrays, the first batch's otherwise), checked when
-            training begins, before the first batch.
-        validation_data: the same kinds, or None.
-        freq: measure every this many epochs (an integer >= 1).
+            or one-hot. Measure on un-augmented data in a fixed order. A
+            sample weight of 0 drops a sample; other weights are not used
+            (one warning). A generator (consumed by one pass) and other
+            kinds are refused when the callback is made; the model must run
+            on the first batch and the labels fit K (all of them for arrays,
+            the first batch's otherwise), checked when training begins,
+            before the first batch.
+        validation_data: the same kinds, or None; its keys are "val_"
+            prefixed.
+        freq: measure every this many epochs (an integer >= 1; the others
+            log NaN).
         max_samples: None, or an integer >= 1: measure on the first
             `max_samples` samples of each data set only (in order; no
             sampling).
         history_dir: a directory; when given, every measurement also saves
             `nc_epoch_{epoch:04d}.npz` (epoch counted from 1) with W, b (absent
-            for a classifier without bias), class means and counts ("train_"
-            and "val_" prefixed), the logged metrics of the features and the
+            for a classifier without bias), class means, counts and correct
+            counts ("train_" and "val_" prefixed), the logged metrics and the
             names of the measured `layers`, in order. Read them back with
             `nc_keras.callbacks.load_history`.
         batch_size: batch size for tuple data.
-        ncc: "previous", "exact" or "none" (above).
+        ncc: how the NCC mismatch is counted (it needs the class means of the
+            whole pass): "previous" (default) against the class means of
+            this callback's previous measurement on the same data, in the
+            same pass (the first measurement, with none, makes a second pass
+            and is exact; a fit resumed at epoch e > 0 reads them from
+            `history_dir`); "exact" always makes a second pass (the
+            epoch-end cost doubles); "none" logs NaN.
+        tensorboard_dir: a TensorBoard log directory for images of the
+            class-mean cosine matrix and of cos(w_k, mu_l - mu_G), each beside
+            the simplex ETF, and histograms of the class-mean and classifier
+            norms, under "neural_collapse/" (runs "train" and "validation");
+            by default that of a `keras.callbacks.TensorBoard` in the same
+            `fit`, if any. When no such callback writes into it, the scalars
+            ("epoch_nc1", ...) are written there too.
         minority_classes: class indices M of an imbalanced training set;
             with them, the callback also logs minority_accuracy (mean
             per-class accuracy over M) and minority_cosine (mean pairwise
-            cosine of the classifier rows of M; Fang et al., PNAS 2021),
-            "val_" prefixed for `validation_data` too.
-        tensorboard_dir: a TensorBoard log directory for the images and
-            histograms; by default that of a `keras.callbacks.TensorBoard`
-            in the same `fit`, if any. When no such callback writes into it,
-            the scalars ("epoch_nc1", ...) are written there too.
+            cosine of the classifier rows of M; Fang et al., PNAS 2021).
         features: None (the classifier's input), a layer or layer name
             (its output; pooled if it is a map), or a callable x -> features
             (for a subclassed model; it should run in inference mode).
@@ -182,6 +152,19 @@ class NeuralCollapse(keras.callbacks.Callback):
             no sample (normal for a vocabulary), NaN for the class-mean
             metrics, or every metric over the classes present, logged with
             "num_classes_present" (`nc_keras.collapse.CollapseStatistics`).
+
+    Returns:
+        Nothing; at each epoch end it adds to `logs` the keys of `log_keys`:
+        `nc_keras.collapse.METRIC_KEYS` (nc1, nc2, nc3, nc4, ncc_mismatch,
+        nc_accuracy -- the accuracy of that pass --, means_etf_error,
+        means_norm_cv, classifier_norm_cv, trace_ratio, cdnv, means_cos_std,
+        means_cos_max_gap, gnc2, unc3, nc3_papyan), "val_" prefixed for
+        `validation_data` except nc2 and classifier_norm_cv (W alone), the
+        minority keys with `minority_classes`, and "nc1/<layer>", ... (the
+        metrics that need no classifier) for each of `layers`, and
+        "num_classes_present" with `absent_classes="skip"`. Every key is
+        there from the first epoch on, NaN on epochs not measured, so
+        CSVLogger keeps all its columns.
     """
 
     # The former names, kept for one release (DeprecationWarning).
@@ -233,7 +216,7 @@ class NeuralCollapse(keras.callbacks.Callback):
 
     def set_model(self, model):
         super().set_model(model)
-        callback_list = _calling_callback_list()
+        callback_list = internals.calling_callback_list()
         if callback_list is None:
             return
         # Loggers before this callback would miss its keys: run every

@@ -221,7 +221,9 @@ def run(args):
             writer.writerow({key: row[key] for key in columns})
             handle.flush()  # a long run shows its progress in the temporary file
             rows.append(row)
-            keras.backend.clear_session()
+            # The model is dropped when the next one is loaded; the caller's
+            # Keras state (main() runs in-process too) is not reset.
+            del model
     print(format_table(rows, columns, formats={"num_samples": "d"}))
     print(f"wrote {output}")
     return 0

@@ -39,6 +39,7 @@ import difflib
 import keras
 import numpy as np
 
+from nc_keras.backend import internals
 from nc_keras.collapse.inputs import to_numpy
 from nc_keras.deprecation import renamed_arguments
 
@@ -252,15 +253,8 @@ def _describe(features_layer, classifier):
 # Finding layers.
 
 
-def _graph_of(model):
-    """The functional graph of a model: its own, a built Sequential's, or None."""
-    from keras.src.models.functional import Functional
-
-    if isinstance(model, keras.Sequential):
-        # A built Sequential runs an inner Functional; `model.input` may be
-        # missing, its `inputs` are that graph's.
-        model = getattr(model, "_functional", None)
-    return model if isinstance(model, Functional) else None
+# The functional graph of a model: its own, a built Sequential's, or None.
+_graph_of = internals.functional_graph
 
 
 def _walk(model, prefix=""):
@@ -381,9 +375,9 @@ class _Tracer:
         return self.taps
 
     def _replay(self, graph, inputs):
-        # `_run_through_graph` is how a Functional calls itself; here each
-        # operation is wrapped to record its tensors or to open it up.
-        return graph._run_through_graph(inputs, operation_fn=self._wrap)
+        # As a Functional calls itself, each operation wrapped to record its
+        # tensors or to open it up.
+        return internals.run_through_graph(graph, inputs, self._wrap)
 
     def _wrap(self, operation):
         def call(*args, **kwargs):

@@ -17,6 +17,7 @@ names.
 - `densenet`: DenseNet169;
 - `head`: the last layer every builder ends in (`classification_head`);
 - `parameter_savings`: the parameter counts of Sec. 4.3;
+- `registry`: every network by name, with its title and options (`MODELS`);
 - `causal_lm`: a GPT-2 language model for token-level collapse (keras-hub).
 """
 
@@ -24,6 +25,7 @@ from nc_keras.models.causal_lm import causal_lm
 from nc_keras.models.densenet import densenet169
 from nc_keras.models.head import CLASSIFIERS, classification_head
 from nc_keras.models.mlp import mlp
+from nc_keras.models.registry import MODEL_NAMES, MODELS
 from nc_keras.models.parameter_savings import PAPER_SAVINGS, count_trainable_params, parameter_savings
 from nc_keras.models.resnet import (
     STEMS,
@@ -37,6 +39,8 @@ from nc_keras.models.resnet import (
 
 __all__ = [
     "CLASSIFIERS",
+    "MODELS",
+    "MODEL_NAMES",
     "PAPER_SAVINGS",
     "STEMS",
     "causal_lm",

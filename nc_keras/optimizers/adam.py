@@ -108,7 +108,7 @@ class Adam(CoupledWeightDecay):
         dtype = variable.dtype
         learning_rate = ops.cast(learning_rate, dtype)
         gradient = self.coupled_gradient(gradient, variable)
-        index = self._get_variable_index(variable)
+        index = self.variable_index(variable)
         m, v = self.first_moments[index], self.second_moments[index]
         v_max = self.max_second_moments[index] if self.amsgrad else None
         direction, new_m, new_v, new_v_max = adam_direction(
@@ -128,7 +128,7 @@ class Adam(CoupledWeightDecay):
         self.assign_sub(variable, ops.multiply(learning_rate, direction))
 
     def _fused_update(self, grads, variables, learning_rate, weight_decays):
-        indices = [self._get_variable_index(v) for v in variables]
+        indices = [self.variable_index(v) for v in variables]
         return backend.fused_adam_update(
             variables=variables,
             gradients=grads,

@@ -13,8 +13,9 @@ parameters (BatchNorm's gamma and beta included, as the paper's
 the first step.
 """
 
-import keras
 from keras import ops
+
+from nc_keras.backend.internals import OptimizerHooks
 
 
 def constant(value, dtype):
@@ -24,7 +25,7 @@ def constant(value, dtype):
     return ops.convert_to_tensor(value, dtype=dtype)
 
 
-class CoupledWeightDecay(keras.optimizers.Optimizer):
+class CoupledWeightDecay(OptimizerHooks):
     """Base of `SGD` and `Adam`: `weight_decay` is added to the gradient.
 
     Subclasses implement `update_step`, starting from `coupled_gradient`
@@ -32,21 +33,19 @@ class CoupledWeightDecay(keras.optimizers.Optimizer):
     the same update to all variables at once with a backend's list kernels.
     """
 
-    def _apply_weight_decay(self, variables):
+    def decoupled_weight_decay(self, variables):
         # Keras applies `weight_decay` here, decoupled from the gradient;
         # these optimizers add it to the gradient in `update_step` instead.
         return
 
-    def _backend_update_step(self, grads, trainable_variables, learning_rate):
+    def update_all(self, grads, variables, learning_rate):
         # All variables at once where the backend has list kernels (torch:
         # 4-9x faster than `update_step` variable by variable, about 2% of a
         # ResNet18 step on CPU); `update_step` elsewhere.
         decay = self.weight_decay or 0.0
-        weight_decays = [
-            decay if decay and self._use_weight_decay(v) else 0.0 for v in trainable_variables
-        ]
-        if not self._fused_update(grads, trainable_variables, learning_rate, weight_decays):
-            super()._backend_update_step(grads, trainable_variables, learning_rate)
+        weight_decays = [decay if decay and self.decays(v) else 0.0 for v in variables]
+        if not self._fused_update(grads, variables, learning_rate, weight_decays):
+            self.default_update_all(grads, variables, learning_rate)
 
     def _fused_update(self, grads, variables, learning_rate, weight_decays):
         """Applies the update with `nc_keras.backend`'s fused kernels, if any."""
@@ -55,7 +54,7 @@ class CoupledWeightDecay(keras.optimizers.Optimizer):
     def coupled_gradient(self, gradient, variable):
         """g + weight_decay * theta, in `variable`'s dtype (g alone if excluded)."""
         gradient = ops.cast(gradient, variable.dtype)
-        if self.weight_decay and self._use_weight_decay(variable):
+        if self.weight_decay and self.decays(variable):
             gradient = ops.add(
                 gradient,
                 ops.multiply(constant(self.weight_decay, variable.dtype), variable),

@@ -125,7 +125,7 @@ class SGD(CoupledWeightDecay):
         gradient = self.coupled_gradient(gradient, variable)
         buffer = None
         if self.momentum:
-            buffer = self.momentum_buffers[self._get_variable_index(variable)]
+            buffer = self.momentum_buffers[self.variable_index(variable)]
         direction, new_buffer = sgd_direction(
             gradient,
             buffer,
@@ -143,7 +143,7 @@ class SGD(CoupledWeightDecay):
         return backend.fused_sgd_update(
             variables=variables,
             gradients=grads,
-            buffers=[self.momentum_buffers[self._get_variable_index(v)] for v in variables]
+            buffers=[self.momentum_buffers[self.variable_index(v)] for v in variables]
             if self.momentum else None,
             learning_rate=learning_rate,
             momentum=self.momentum,

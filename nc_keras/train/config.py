@@ -13,6 +13,8 @@ import math
 from pathlib import Path
 
 from nc_keras import backend, data
+from nc_keras.models import registry
+from nc_keras.models.registry import MODEL_NAMES
 from nc_keras.train.losses import check_loss
 
 # The paper's defaults per optimizer (Sec. 4.1): learning rate, batch size.
@@ -22,10 +24,6 @@ OPTIMIZER_DEFAULTS = {
     "lbfgs": (0.1, 2048),
 }
 DECAY_SCHEMES = ("all", "features")
-MODEL_NAMES = (
-    "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
-    "resnet18_adapt", "mlp", "densenet169",
-)  # fmt: skip
 
 
 @dataclasses.dataclass
@@ -182,8 +180,7 @@ class TrainConfig:
             raise ValueError(
                 f"optimizer must be one of {tuple(OPTIMIZER_DEFAULTS)}; got {self.optimizer!r}."
             )
-        if self.model not in MODEL_NAMES:
-            raise ValueError(f"model must be one of {MODEL_NAMES}; got {self.model!r}.")
+        registry.spec(self.model)  # ValueError naming the models otherwise
         if self.decay not in DECAY_SCHEMES:
             raise ValueError(f"decay must be one of {DECAY_SCHEMES}; got {self.decay!r}.")
         _check_numbers(self)
@@ -201,7 +198,7 @@ class TrainConfig:
             batch_size=batch if self.batch_size is None else self.batch_size,
             lambda_h=self.weight_decay if self.lambda_h is None else self.lambda_h,
             label=self.label or Path(self.output_dir).name,
-            **effective_architecture(self.model, stem, self.width, self.depth),
+            **registry.architecture(self.model, stem, self.width, self.depth),
         )
 
 
@@ -219,28 +216,8 @@ def stem_for(input_shape):
     return "cifar" if min(input_shape[:2]) < AUTO_STEM_PIXELS else "imagenet"
 
 
-def effective_architecture(model, stem, width, depth):
-    """The stem, width and depth that `model` is built with, given the options.
-
-    So that config.json says what ran: resnet18_adapt always has the CIFAR
-    stem, an MLP or DenseNet none, and an unset width or depth is the
-    builder's default (`nc_keras.models`).
-    """
-    import inspect
-
-    from nc_keras import models
-
-    defaults = {
-        name: parameter.default
-        for name, parameter in inspect.signature(getattr(models, model)).parameters.items()
-    }
-    if model == "resnet18_adapt":
-        return dict(stem="cifar", width=width or defaults["width"], depth=None)
-    if model == "mlp":
-        return dict(stem=None, width=width or defaults["width"], depth=depth or defaults["depth"])
-    if model.startswith("resnet"):
-        return dict(stem=stem, width=None, depth=None)
-    return dict(stem=None, width=None, depth=None)
+# The former home of `nc_keras.models.registry.architecture`.
+effective_architecture = registry.architecture
 
 
 # Numeric fields and the values they accept: (name, lowest, lowest allowed?).

@@ -14,6 +14,7 @@ import itertools
 import keras
 
 from nc_keras import backend
+from nc_keras.backend import internals
 
 
 def fit_lbfgs(
@@ -44,10 +45,9 @@ def fit_lbfgs(
     training-mode forward pass with momentum 0 (which also gives the logged
     `loss` and `accuracy`). PyTorch's L-BFGS updates them at each of the
     about 20 evaluations of a batch, at weights moving towards the final
-    ones, so it keeps only 0.9^20 = 12% of older statistics; keeping 12% of
-    the previous batch's (with full-batch L-BFGS, the previous epoch's,
-    whose weights weight decay has since shrunk) made the eval-mode pass
-    swing between 33% and 100% training accuracy in a CPU run of Fig. 3.
+    ones, so it keeps only 0.9^20 = 12% of older statistics; keeping even
+    that much of the previous batch's breaks eval-mode predictions once
+    weight decay has shrunk the weights (docs/evidence/nc_optimizers_cpu).
     The loss is `loss` (a Keras loss of integer labels and logits, e.g.
     from `nc_keras.train.losses.build_loss`), cross-entropy by default.
 
@@ -89,8 +89,8 @@ def fit_lbfgs(
     callback_list.on_train_begin()
     epoch_logs = {}
     stream = iter(train_data) if steps_per_epoch else None
-    # BackupAndRestore sets `_initial_epoch` when it restores a run.
-    for epoch in range(model._initial_epoch or 0, epochs):
+    # Where BackupAndRestore restored a run, it resumes.
+    for epoch in range(internals.initial_epoch(model), epochs):
         callback_list.on_epoch_begin(epoch)
         position = _flat_weights(model)
         loss_sum = correct = seen = 0.0
@@ -127,7 +127,8 @@ def fit_lbfgs(
 @contextlib.contextmanager
 def _batch_statistics(model):
     """BatchNorm momentum 0 for one forward pass: moving statistics := the batch's."""
-    layers = [layer for layer in model._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization)]
+    layers = [layer for layer in internals.flatten_layers(model)
+              if isinstance(layer, keras.layers.BatchNormalization)]
     saved = [layer.momentum for layer in layers]
     for layer in layers:
         layer.momentum = 0.0

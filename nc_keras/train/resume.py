@@ -26,13 +26,11 @@ import os
 import shutil
 from pathlib import Path
 
+from nc_keras.backend import internals
+
 # Fields a rerun may change: they name the run or say where it lives, and
 # do not change what is trained or logged.
 FREE_FIELDS = ("label", "output_dir", "coordinator", "checkpoints")
-
-# Written by keras.callbacks.BackupAndRestore.
-_BACKUP_METADATA = "training_metadata.json"
-_BACKUP_WEIGHTS = "latest.weights.h5"
 
 
 def check_same_run(folder, config):
@@ -63,7 +61,7 @@ def check_same_run(folder, config):
 
 def resume_epoch(folder):
     """The 0-based epoch a rerun starts at: the backup's, or 0 without one."""
-    metadata = folder.backup / _BACKUP_METADATA
+    metadata = folder.backup / internals.BACKUP_METADATA_FILE
     if not metadata.exists():
         return 0
     return int(json.loads(metadata.read_text())["epoch"])
@@ -134,7 +132,8 @@ def check_backup(folder):
     """
     if not folder.backup.exists():
         return
-    weights, metadata = folder.backup / _BACKUP_WEIGHTS, folder.backup / _BACKUP_METADATA
+    weights = folder.backup / internals.BACKUP_WEIGHTS_FILE
+    metadata = folder.backup / internals.BACKUP_METADATA_FILE
     try:
         if weights.exists() or metadata.exists():
             int(json.loads(metadata.read_text())["epoch"])

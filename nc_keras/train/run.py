@@ -46,28 +46,18 @@ class TrainingDiverged(RuntimeError):
 
 def build_model(config, num_classes, input_shape):
     """The network of `config`, with the decay scheme's explicit penalties."""
-    from nc_keras import models
+    from nc_keras.models import registry
 
-    kwargs = dict(
-        num_classes=num_classes,
-        input_shape=input_shape,
-        classifier=config.classifier,
-        feature_dim=config.feature_dim,
-    )
+    penalties = {}
     if config.decay == "features":
-        kwargs.update(
+        penalties = dict(
             lambda_w=config.weight_decay, lambda_b=config.weight_decay, lambda_h=config.lambda_h
         )
-    if config.model.startswith("resnet") and config.model != "resnet18_adapt":
-        kwargs["stem"] = config.stem
-    if config.model == "resnet18_adapt" and config.width:
-        kwargs["width"] = config.width
-    if config.model == "mlp":
-        if config.width:
-            kwargs["width"] = config.width
-        if config.depth:
-            kwargs["depth"] = config.depth
-    return getattr(models, config.model)(**kwargs)
+    return registry.build(
+        config.model, num_classes, stem=config.stem, width=config.width, depth=config.depth,
+        input_shape=input_shape, classifier=config.classifier, feature_dim=config.feature_dim,
+        **penalties,
+    )  # fmt: skip
 
 
 def build_optimizer(config):
@@ -146,30 +136,46 @@ def train(config, callbacks=(), verbose="auto"):
         config.strategy, config.devices, config.coordinator, config.num_processes,
         config.process_id,
     )  # fmt: skip
-    if replication.replicas > 1 and config.optimizer == "lbfgs":
-        raise ValueError(
-            "the mini-batch L-BFGS loop runs on one device: use optimizer sgd or "
-            "adam for data-parallel training, or train on one device."
-        )
-    if replication.replicas > 1 and config.batch_size % replication.replicas:
-        raise ValueError(
-            f"batch_size {config.batch_size} does not split evenly over "
-            f"{replication.replicas} replicas (devices x processes): choose a multiple "
-            f"of {replication.replicas}, e.g. "
-            f"{-(-config.batch_size // replication.replicas) * replication.replicas}."
-        )
+    _check_replicas(config, replication.replicas)
     folder = RunFolder(run_directory(config, replication.process_index))
     folder.check_writable()
     # One writer per folder (a requeued job while the old one lives):
     # taken before anything is written, held to the end.
     with folder.lock():
-        return _train_into(folder, config, replication, callbacks, verbose)
+        start = _prepare_folder(folder, config)
+        if start is None:  # interrupted after fit, before the summary: nothing to train
+            return _conclude(folder)
+        keras.utils.set_random_seed(config.seed)
+        run_data = _load_data(config, start, replication.replicas)
+        # The first write: every check that can refuse the run is behind us.
+        _start_writing(folder, config, start, run_data)
+        with replication.scope:
+            _fit(config, run_data, folder=folder, callbacks=callbacks, verbose=verbose)
+        return _conclude(folder)
 
 
-def _train_into(folder, config, replication, callbacks, verbose):
-    """`train` once `folder` is locked for this process."""
-    from nc_keras import data
+def _check_replicas(config, replicas):
+    """ValueError for what data-parallel training cannot do with `config`."""
+    if replicas > 1 and config.optimizer == "lbfgs":
+        raise ValueError(
+            "the mini-batch L-BFGS loop runs on one device: use optimizer sgd or "
+            "adam for data-parallel training, or train on one device."
+        )
+    if replicas > 1 and config.batch_size % replicas:
+        raise ValueError(
+            f"batch_size {config.batch_size} does not split evenly over "
+            f"{replicas} replicas (devices x processes): choose a multiple "
+            f"of {replicas}, e.g. {-(-config.batch_size // replicas) * replicas}."
+        )
 
+
+def _prepare_folder(folder, config):
+    """The first epoch `train(config)` trains in the locked `folder`, after the
+    checks; only the temporary files of an interrupted write are removed.
+
+    None when a previous attempt already ended its fit (only the summary is
+    missing).
+    """
     if folder.finished:
         raise FileExistsError(
             f"{folder.root} holds a finished run ({folder.summary.name}); choose another "
@@ -183,17 +189,40 @@ def _train_into(folder, config, replication, callbacks, verbose):
         resume.check_same_run(folder, config)
         resume.check_backup(folder)
         if resume.fit_ended(folder, config.epochs, _read_log(folder)):
-            # Interrupted after fit, before the summary: nothing to train.
             shutil.rmtree(folder.backup, ignore_errors=True)
-            return _conclude(folder)
+            return None
     start = resume.resume_epoch(folder) if continuing else 0
     if start >= config.epochs:
         raise ValueError(
             f"{folder.root}: its backup has all {config.epochs} epochs trained but "
             f"{folder.log.name} lacks some of them; delete the folder to train again."
         )
+    return start
 
-    keras.utils.set_random_seed(config.seed)
+
+@dataclasses.dataclass
+class _RunData:
+    """What `_fit` trains and measures on."""
+
+    info: object  # the dataset's `nc_keras.data.info`
+    train: object  # the epochs still to train, as one stream
+    steps_per_epoch: int
+    train_eval: object  # NC's training set: un-augmented, in file order
+    test_eval: object
+
+    @property
+    def num_classes(self):
+        return self.info.num_classes
+
+    @property
+    def input_shape(self):
+        return self.info.input_shape
+
+
+def _load_data(config, start, replicas):
+    """The training stream from epoch `start` on, and the sets NC is measured on."""
+    from nc_keras import data
+
     options = data.dataset_options(config.dataset_options, config.random_labels)
     dataset_info = data.info(config.dataset, data_dir=config.data_dir, **options)
     common = dict(data_dir=config.data_dir, seed=config.seed, **options)
@@ -206,7 +235,7 @@ def _train_into(folder, config, replication, callbacks, verbose):
     train_data = data.load(
         config.dataset, "train", config.batch_size,
         samples_per_class=config.samples_per_class, imbalance_ratio=config.imbalance_ratio,
-        augment=config.augment, drop_remainder=replication.replicas > 1,
+        augment=config.augment, drop_remainder=replicas > 1,
         epochs=range(start, config.epochs), max_batches=config.max_steps, **common,
     )  # fmt: skip
     # At most max_steps batches per epoch: the first ones of its order.
@@ -227,23 +256,24 @@ def _train_into(folder, config, replication, callbacks, verbose):
                                              config.nc_max_samples, None, dataset_info, "test"),
         **common,
     )  # fmt: skip
+    return _RunData(dataset_info, train_data, steps_per_epoch, train_eval, test_eval)
 
-    # The first write: every check that can refuse the run is behind us.
+
+def _start_writing(folder, config, start, run_data):
+    """Clears what a restart replaces, then writes config.json and versions.json."""
     if start == 0 and folder.config.exists():
         resume.start_over(folder)
     elif start > 0:
         resume.prune_tensorboard(folder.tensorboard, start)
     folder.root.mkdir(parents=True, exist_ok=True)
-    # What the data was: a tfds:<name> set's normalization is computed, not configured.
-    described = dict(dataclasses.asdict(config), data=dataclasses.asdict(dataset_info))
-    write_json(folder.config, described)
+    write_json(folder.config, _described(config, run_data))
     write_json(folder.versions, software_versions())
 
-    with replication.scope:
-        _fit(config, described, model_inputs=(dataset_info.num_classes, dataset_info.input_shape),
-             train_data=train_data, steps_per_epoch=steps_per_epoch, train_eval=train_eval,
-             test_eval=test_eval, folder=folder, callbacks=callbacks, verbose=verbose)
-    return _conclude(folder)
+
+def _described(config, run_data):
+    """config.json's content: the configuration and what the data was (a
+    tfds:<name> set's normalization is computed, not configured)."""
+    return dict(dataclasses.asdict(config), data=dataclasses.asdict(run_data.info))
 
 
 def _read_log(folder):
@@ -309,13 +339,13 @@ def built_architecture(model):
     }
 
 
-def _fit(config, described, model_inputs, train_data, steps_per_epoch, train_eval, test_eval, folder,
-         callbacks, verbose):
+def _fit(config, run_data, folder, callbacks, verbose):
     """Builds the model and its callbacks and trains (inside a distribution's scope)."""
     from nc_keras import callbacks as nc_callbacks
 
-    model = build_model(config, *model_inputs)
-    write_json(folder.config, dict(described, built=built_architecture(model)))
+    model = build_model(config, run_data.num_classes, run_data.input_shape)
+    write_json(folder.config, dict(_described(config, run_data),
+                                   built=built_architecture(model)))
     lbfgs = config.optimizer == "lbfgs"
     # Order matters: TerminateOnNaN stops at the first NaN batch;
     # NeuralCollapse writes into `logs` before the loggers read them, and
@@ -323,9 +353,9 @@ def _fit(config, described, model_inputs, train_data, steps_per_epoch, train_eva
     run_callbacks = [
         keras.callbacks.TerminateOnNaN(),
         nc_callbacks.NeuralCollapse(
-            train_eval, test_eval, freq=config.nc_every,
+            run_data.train_eval, run_data.test_eval, freq=config.nc_every,
             max_samples=config.nc_max_samples, history_dir=str(folder.nc_history),
-            minority_classes=minority_classes(config, model_inputs[0]),
+            minority_classes=minority_classes(config, run_data.num_classes),
         ),
         nc_callbacks.EpochCSVLogger(str(folder.log)),
         keras.callbacks.TensorBoard(str(folder.tensorboard), write_graph=False),
@@ -340,10 +370,10 @@ def _fit(config, described, model_inputs, train_data, steps_per_epoch, train_eva
 
     if lbfgs:
         fit_lbfgs(
-            model, train_data, config.epochs, run_callbacks,
+            model, run_data.train, config.epochs, run_callbacks,
             weight_decay=config.weight_decay if config.decay == "all" else None,
             learning_rate=config.learning_rate, verbose=verbose,
-            steps_per_epoch=steps_per_epoch,
+            steps_per_epoch=run_data.steps_per_epoch,
             loss=build_loss(config),
         )  # fmt: skip
     else:
@@ -354,7 +384,7 @@ def _fit(config, described, model_inputs, train_data, steps_per_epoch, train_eva
         )
         # The dataset orders itself (seeded per epoch); fit must not shuffle.
         model.fit(
-            train_data, epochs=config.epochs, steps_per_epoch=steps_per_epoch,
+            run_data.train, epochs=config.epochs, steps_per_epoch=run_data.steps_per_epoch,
             callbacks=run_callbacks, verbose=verbose, shuffle=False,
         )  # fmt: skip
 

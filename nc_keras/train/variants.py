@@ -7,6 +7,7 @@ widths, classifiers): one base `TrainConfig`, a few fields changed per run.
 import dataclasses
 from pathlib import Path
 
+from nc_keras.describe import describe_runs, read_configs, run_label
 from nc_keras.io_utils import write_text
 from nc_keras.run_folder import FIGURE, RunFolder
 from nc_keras.train.run import summarize, train
@@ -116,7 +117,6 @@ def write_summary(output_dir, run_dirs, title=None):
     summary of runs trained earlier. Returns the path written.
     """
     from nc_keras.callbacks import read_csv_log
-    from nc_keras.describe import describe_runs, read_configs, run_label
     from nc_keras.reporting import format_table
 
     configs = read_configs(run_dirs)

@@ -22,14 +22,15 @@ weight decay of eq. (3) to whichever loss it is given, and
 `get(name, smoothing=, gamma=)` returns a `Loss`: the function with its
 parameter bound, hashable (compiled problems are cached per loss).
 
-Every loss computes with `keras.ops.sum`/`logsumexp`/`expm1`, which keep
-float64 on every backend (`ops.matmul` on torch and `ops.mean` on JAX drop to
-float32 under Keras's type promotion).
+Each is the formula of `nc_keras.losses` (shared with training) on columns;
+they compute with `keras.ops.sum`/`logsumexp`/`expm1`, which keep float64 on
+every backend (`ops.matmul` on torch and `ops.mean` on JAX drop to float32
+under Keras's type promotion).
 """
 
 import dataclasses
 
-import keras
+from nc_keras import losses as shared
 
 __all__ = [
     "LOSSES",
@@ -47,34 +48,27 @@ DEFAULT_GAMMA = 2.0
 DEFAULT_SMOOTHING = 0.1
 
 
+# The formulas of `nc_keras.losses` (shared with training), one sample per column.
+
+
 def cross_entropy(logits, targets):
     """CE(z, y) = log sum_j exp(z_j) - <y, z> per column: the loss of eq. (3)."""
-    ops = keras.ops
-    return ops.logsumexp(logits, axis=0) - ops.sum(targets * logits, axis=0)
+    return shared.cross_entropy(targets, logits, axis=0)
 
 
 def mean_squared_error(logits, targets):
     """(1/2) ||z - y||^2 per column (the 1/2 makes the logit gradient z - y)."""
-    return keras.ops.sum((logits - targets) ** 2, axis=0) / 2
+    return shared.half_squared_error(targets, logits, axis=0)
 
 
 def label_smoothing(logits, targets, smoothing=DEFAULT_SMOOTHING):
     """Cross-entropy against (1 - a) y + a/K 1 per column: logsumexp(z) - <q, z>."""
-    ops = keras.ops
-    smoothed = (1.0 - smoothing) * targets + smoothing / logits.shape[0]
-    return ops.logsumexp(logits, axis=0) - ops.sum(smoothed * logits, axis=0)
+    return shared.smoothed_cross_entropy(targets, logits, smoothing, axis=0)
 
 
 def focal(logits, targets, gamma=DEFAULT_GAMMA):
-    """(1 - p_y)^gamma (-log p_y) per column, with u = -log p_y from CE.
-
-    1 - p_y = -expm1(-u) keeps full precision where p_y is close to 1 (the
-    regime of a well-separated UFM optimum), where 1 - exp(-u) would cancel.
-    """
-    u = cross_entropy(logits, targets)
-    if gamma == 0:
-        return u
-    return (-keras.ops.expm1(-u)) ** gamma * u
+    """(1 - p_y)^gamma (-log p_y) per column (`nc_keras.losses.focal_cross_entropy`)."""
+    return shared.focal_cross_entropy(targets, logits, gamma, axis=0)
 
 
 LOSSES = {

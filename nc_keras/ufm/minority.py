@@ -35,6 +35,7 @@ import math
 import numpy as np
 
 from nc_keras import backend
+from nc_keras.collapse import formulas
 from nc_keras.ufm.hessian import dense_hessian
 from nc_keras.ufm.problem import Problem
 from nc_keras.ufm.theory import construct_optimum, random_start
@@ -250,7 +251,5 @@ def _mean_pairwise_cosine(rows, everything):
     scale = np.linalg.norm(everything, axis=1).max()
     if len(rows) < 2 or not np.all(norms > VANISHED_NORM * scale):
         return math.nan
-    unit = rows / norms[:, None]
-    gram = unit @ unit.T
-    m = len(rows)
-    return float((gram.sum() - np.trace(gram)) / (m * (m - 1)))
+    # The measurement's minority cosine, over all of `rows`.
+    return formulas.minority_cosine(rows, np.arange(len(rows)))

@@ -3,22 +3,12 @@
 
 import numpy as np
 
-from nc_keras.plots import save_figure
+from nc_keras.figures import new_figure, save_figure
 from nc_keras.ufm.trajectory import NC_KEYS
 
 __all__ = ["plot_trajectory", "plot_landscape", "plot_minority_collapse"]
 
 _METHOD_COLORS = {"gd": "tab:blue", "sgd": "tab:orange", "adam": "tab:green", "lbfgs": "tab:red"}
-
-
-def _pyplot():
-    import matplotlib
-
-    # Files only, never a window: also right on machines without a display.
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def _series(trajectory, key):
@@ -33,8 +23,8 @@ def plot_trajectory(result, path, title=None):
 
     Writes `path` (any format matplotlib knows, PNG by default) and returns it.
     """
-    plt = _pyplot()
-    figure, axis = plt.subplots(figsize=(7, 4.5))
+    figure = new_figure(figsize=(7, 4.5))
+    axis = figure.subplots()
     for key, label in [("relative_gap", "(f - f*) / |f*|"), *[(k, k.upper()) for k in NC_KEYS]]:
         axis.plot(*_series(result.trajectory, key), label=label)
     if result.polish_steps:
@@ -44,15 +34,16 @@ def plot_trajectory(result, path, title=None):
     axis.set_title(title or f"UFM, {result.method}, seed {result.seed}")
     axis.legend()
     figure.tight_layout()
-    return save_figure(figure, path, dpi=None)
+    save_figure(figure, path)
+    return path
 
 
 def plot_landscape(result, path):
     """One figure for a `LandscapeResult`: relative gap, NC1, NC2, NC3 per
     iteration for every run, coloured by method (log scale). Returns `path`."""
-    plt = _pyplot()
     keys = [("relative_gap", "(f - f*) / |f*|"), ("nc1", "NC1"), ("nc2", "NC2"), ("nc3", "NC3")]
-    figure, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.8))
+    figure = new_figure(figsize=(4 * len(keys), 3.8))
+    axes = figure.subplots(1, len(keys))
     for axis, (key, label) in zip(axes, keys):
         seen = set()
         for run in result.runs:
@@ -75,7 +66,8 @@ def plot_landscape(result, path):
         f"n={result.n_per_class}, {len(result.runs)} runs, f* = {result.optimum.value:.6f}"
     )
     figure.tight_layout()
-    return save_figure(figure, path, dpi=None)
+    save_figure(figure, path)
+    return path
 
 
 def plot_minority_collapse(result, path, title=None):
@@ -89,7 +81,6 @@ def plot_minority_collapse(result, path, title=None):
     are exactly 0 their cosine is undefined: that range is shaded; a dotted
     line marks `collapse_ratio`. Writes `path` and returns it.
     """
-    plt = _pyplot()
     rows = result.rows
     ratios = np.array([row["ratio"] for row in rows])
 
@@ -112,7 +103,8 @@ def plot_minority_collapse(result, path, title=None):
             (column("fixed_logit_cos"), "v:", "fixed ETF W: centred logits"),
         ]),
     ]
-    figure, axes = plt.subplots(1, 3, figsize=(16, 4.6))
+    figure = new_figure(figsize=(16, 4.6))
+    axes = figure.subplots(1, 3)
     for axis, (name, series) in zip(axes, panels):
         for values, style, label in series:
             axis.plot(ratios, values, style, label=label, markersize=4)
@@ -134,4 +126,5 @@ def plot_minority_collapse(result, path, title=None):
         f"n_major = {result.n_major:g}, n_minor = n_major / R, lambdas {lw:g}/{lh:g}/{lb:g}"
     ))
     figure.tight_layout()
-    return save_figure(figure, path, dpi=110)
+    save_figure(figure, path, dpi=110)
+    return path

@@ -120,3 +120,12 @@ def test_keras_file_round_trip_keeps_predictions(tmp_path, seed):
         keras.ops.convert_to_numpy(loaded.predict(x, verbose=0)),
         keras.ops.convert_to_numpy(model.predict(x, verbose=0)),
     )
+
+
+def test_simplex_etf_sizes_must_be_integers():
+    # Old: simplex_etf(2.7, 4) built a 2-class ETF.
+    for wrong in ((2.7, 4), (3, 4.5), ("3", 4)):
+        with pytest.raises(ValueError, match="must be an integer"):
+            simplex_etf(*wrong)
+    assert simplex_etf(np.int64(3), 4).shape == (4, 3)
+    assert simplex_etf(3.0, 4.0).shape == (4, 3)
