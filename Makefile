@@ -27,7 +27,9 @@ demo: setup
 test: setup
 	$(PY) scripts/test_backends.py --jobs $(TEST_JOBS) --backends "$(BACKENDS)" -- $(PYTEST_ARGS)
 
-test-%: setup
+# One backend in the foreground. A static pattern rule: make never uses an
+# implicit (pattern) rule for a .PHONY target, which then ran nothing.
+test-tensorflow test-jax test-torch: test-%: setup
 	KERAS_BACKEND=$* $(PY) -m pytest tests $(PYTEST_ARGS)
 
 clean:

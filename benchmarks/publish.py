@@ -11,6 +11,7 @@ import os
 import platform
 from pathlib import Path
 
+from nc_keras.io_utils import write_text
 from nc_keras.reporting import format_table
 
 
@@ -23,14 +24,15 @@ def hardware_description():
 
 
 def append_results(path, title, table, notes=""):
-    """Appends a dated benchmark table to a Markdown results file."""
+    """Appends a dated benchmark table to a Markdown results file, whole or not at all."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    with path.open("a") as handle:
-        handle.write(f"\n## {title}\n\n{stamp}; {hardware_description()}\n\n{table}\n")
-        if notes:
-            handle.write(f"\n{notes}\n")
+    added = f"\n## {title}\n\n{stamp}; {hardware_description()}\n\n{table}\n"
+    if notes:
+        added += f"\n{notes}\n"
+    # The whole file rewritten atomically: an interrupted append must not
+    # tear the earlier results.
+    write_text(path, (path.read_text() if path.exists() else "") + added)
 
 
 def publish_benchmark(parts, path, formats=None, save=True, argv=()):

@@ -1,6 +1,6 @@
 """nc_keras: neural collapse with Keras 3 (Zhu et al., NeurIPS 2021).
 
-Submodules (each imported on first use, so `import nc_keras` stays light):
+Submodules (each imported on first use):
 
 - `nc_keras.layers`: `SimplexETF` (fixed classifier), `FeatureDecay`.
 - `nc_keras.models`: ResNet18-152, ResNet18_adapt, MLP, DenseNet169 builders.
@@ -13,6 +13,12 @@ Submodules (each imported on first use, so `import nc_keras` stays light):
 - `nc_keras.ufm`: the unconstrained feature model, its optimum and solvers.
 - `nc_keras.validation`: the one rule for class counts, sizes, numbers, labels.
 - `nc_keras.io_utils`: atomic file writing.
+
+`import nc_keras` registers every custom Keras object the package defines
+(layers, the regularizer, the optimizers, the training losses), so that
+`keras.models.load_model` reads every file nc_keras writes -- a model, or a
+checkpoint of `nc-keras train --checkpoints` with its optimizer -- after
+`import nc_keras` alone.
 """
 
 import importlib
@@ -39,6 +45,14 @@ _SUBMODULES = (
     "ufm",
     "validation",
 )
+
+
+# Imported for their `keras.saving.register_keras_serializable` side effect
+# (`nc_keras.train` holds the losses).
+from nc_keras import layers as _layers  # noqa: E402,F401
+from nc_keras import optimizers as _optimizers  # noqa: E402,F401
+from nc_keras import regularizers as _regularizers  # noqa: E402,F401
+from nc_keras.train import losses as _losses  # noqa: E402,F401
 
 
 def __getattr__(name):

@@ -14,13 +14,19 @@ plots and the command line agree on them:
     summary.json       the last epoch's values and the status (finished, or
                        diverged: the loss became NaN), written when the run ends
     figure.png         the run's figure
+    run.lock           while a process writes the folder: who (see `RunFolder.lock`)
 
 Every file is written atomically (`nc_keras.io_utils`).
 """
 
+import contextlib
+import datetime
 import json
 import os
 import re
+import socket
+import sys
+import warnings
 from pathlib import Path
 
 # Re-exported: the run's writers were defined here before `io_utils` existed.
@@ -35,8 +41,13 @@ CHECKPOINTS = "checkpoints"
 BACKUP = "backup"
 SUMMARY = "summary.json"
 FIGURE = "figure.png"
+LOCK = "run.lock"
 
 _NC_HISTORY_FILE = re.compile(r"nc_epoch_(\d+)\.npz")
+
+
+class RunFolderLocked(RuntimeError):
+    """Another live process writes the run folder (it holds its `run.lock`)."""
 
 
 class RunFolder:
@@ -60,6 +71,7 @@ class RunFolder:
     backup = property(lambda self: self.root / BACKUP)
     summary = property(lambda self: self.root / SUMMARY)
     figure = property(lambda self: self.root / FIGURE)
+    lock_file = property(lambda self: self.root / LOCK)
 
     @property
     def checkpoint_pattern(self):
@@ -94,6 +106,93 @@ class RunFolder:
             raise ValueError(f"output directory {self.root}: {path} is a file, not a directory.")
         if not os.access(path, os.W_OK | os.X_OK):
             raise ValueError(f"output directory {self.root}: {path} is not writable.")
+
+    @contextlib.contextmanager
+    def lock(self):
+        """Holds the folder for this process: one writer per run folder.
+
+        Takes an exclusive `flock` on `run.lock`, which also records the
+        holder (pid, host, start time, command) for the message another
+        process gets: `RunFolderLocked`, raised before anything is written.
+        The operating system releases the lock when its holder dies, however
+        it dies, so a lock file left by a killed run is stale: it is taken
+        over, with a warning that names the dead holder. On exit the lock
+        file is removed, and the folders created for the lock if nothing else was
+        written into them.
+        """
+        created = [path for path in (self.root, *self.root.parents) if not path.exists()]
+        self.root.mkdir(parents=True, exist_ok=True)
+        handle, previous = self._acquire()
+        try:
+            if previous is not None:
+                warnings.warn(
+                    f"{self.root}: taking over the lock of a run that is no longer running "
+                    f"({_holder(previous)}); its work is resumed from what it saved.",
+                    stacklevel=3,
+                )
+            holder = {
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                "command": " ".join(sys.argv),
+            }
+            handle.seek(0)
+            handle.truncate()
+            handle.write(json.dumps(holder) + "\n")
+            handle.flush()
+            yield self
+        finally:
+            # Unlinked while still locked: a process waiting on this file
+            # sees it replaced (see `_acquire`) and locks the new one.
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(self.lock_file)
+            handle.close()
+            for path in created:  # deepest first, each only if empty
+                try:
+                    path.rmdir()
+                except OSError:
+                    break
+
+    def _acquire(self):
+        """(open locked handle, the previous holder's record or None)."""
+        import fcntl
+
+        while True:
+            handle = open(self.lock_file, "a+")
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                record = _read_holder(handle.read())
+                handle.close()
+                raise RunFolderLocked(
+                    f"{self.root} is in use by another run ({_holder(record)}); wait for it "
+                    "to end, or choose another output directory."
+                ) from None
+            # The holder may have removed the file between our open and our
+            # lock: then we locked a file no one else will see; start again.
+            try:
+                same = os.stat(self.lock_file).st_ino == os.fstat(handle.fileno()).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                handle.seek(0)
+                return handle, _read_holder(handle.read())
+            handle.close()
+
+
+def _read_holder(text):
+    try:
+        return json.loads(text) if text.strip() else None
+    except json.JSONDecodeError:  # a holder killed while writing it
+        return {}
+
+
+def _holder(record):
+    if not record:
+        return "holder unknown"
+    return (f"pid {record.get('pid')} on host {record.get('host')}, started "
+            f"{record.get('started')}: {record.get('command')}")
 
 
 def nc_history_file(folder, epoch):

@@ -114,9 +114,13 @@ def labels(values, num_classes, num_samples=None):
             f"labels must have shape (N,), (N, 1) or one-hot (N, {num_classes}); "
             f"got {y.shape}")
     if y.size and not np.issubdtype(y.dtype, np.integer):
-        if (not np.issubdtype(y.dtype, np.number) or y.dtype == bool
-                or not np.all(np.isfinite(y)) or np.any(y != np.round(y))):
-            raise ValueError(f"labels must be integers; got dtype {y.dtype}")
+        rule = "labels must be whole numbers (integers, or floats such as 2.0)"
+        if not np.issubdtype(y.dtype, np.number) or y.dtype == bool:
+            raise ValueError(f"{rule}; got dtype {y.dtype}")
+        other = ~np.isfinite(y) | (y != np.round(np.nan_to_num(y)))
+        if other.any():
+            raise ValueError(f"{rule}; got dtype {y.dtype} with {int(other.sum())} other "
+                             f"value(s), e.g. {y[other][:3].tolist()}")
     y = y.astype(np.int64)
     bad = (y < 0) | (y >= num_classes)
     if bad.any():

@@ -65,7 +65,7 @@ def test_labels_one_rule():
     cases = [
         (([0, 3], 3), r"1 label\(s\) outside \[0, 3\)"),
         (([-1, 0], 3), r"outside \[0, 3\), e.g. \[-1\]"),
-        (([0.5, 1.0], 3), "labels must be integers"),
+        (([0.5, 1.0], 3), r"labels must be whole numbers \(integers, or floats such as 2.0\); got dtype float64 with 1 other"),
         ((np.full((2, 3), 1 / 3), 3), "exact one-hot"),
         ((np.zeros((2, 2, 2), int), 3), r"labels must have shape \(N,\)"),
         (([0, 1], 3, 3), r"one entry per sample \(3\); got 2"),

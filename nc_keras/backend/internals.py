@@ -15,7 +15,8 @@ Keras:
   restores a run (read by a training loop of our own);
 - `flatten_layers`: `Layer._flatten_layers`, every sublayer, nested ones
   included;
-- `BACKUP_METADATA_FILE`: the file BackupAndRestore writes its epoch into;
+- `BACKUP_METADATA_FILE`, `BACKUP_WEIGHTS_FILE`: the files BackupAndRestore
+  writes its epoch and its weights into (checked whole before a resume);
 - `calling_callback_list`: the `keras.callbacks.CallbackList` of a `fit`,
   found from the `set_model` call it makes (Keras hands callbacks no
   reference to it);
@@ -36,6 +37,7 @@ import keras
 
 __all__ = [
     "BACKUP_METADATA_FILE",
+    "BACKUP_WEIGHTS_FILE",
     "OptimizerHooks",
     "calling_callback_list",
     "flatten_layers",
@@ -48,6 +50,8 @@ __all__ = [
 
 # Written by keras.callbacks.BackupAndRestore next to its weights: {"epoch": e, ...}.
 BACKUP_METADATA_FILE = "training_metadata.json"
+# ... and its weights (with the optimizer's variables).
+BACKUP_WEIGHTS_FILE = "latest.weights.h5"
 
 
 def functional_graph(model):

@@ -15,10 +15,23 @@ def read_csv_log(filename, separator=","):
     """Reads a per-epoch CSV log (EpochCSVLogger, CSVLogger) column-wise.
 
     Returns a dict column -> list; numbers become floats ("epoch" ints),
-    empty or "NA" cells NaN.
+    empty or "NA" cells NaN. A row with more or fewer cells than the header
+    (a torn file) raises `ValueError` naming its line.
     """
     with open(filename, newline="") as handle:
-        rows = list(csv.DictReader(handle, delimiter=separator))
+        reader = csv.DictReader(handle, delimiter=separator)
+        rows = list(reader)
+    for line, row in enumerate(rows, start=2):
+        # A row cut short has None for its missing cells; one with more
+        # cells than the header a None key.
+        if None in row or None in row.values():
+            cells = sum(value is not None for key, value in row.items() if key is not None)
+            cells += len(row.get(None) or ())
+            raise ValueError(
+                f"{filename} is torn: its line {line} has {cells} of the header's "
+                f"{len(reader.fieldnames)} cells (a copy cut short, or a file written by "
+                "another program?); restore the file, or delete that line to train its "
+                "epoch again on resume")
     columns = {}
     for row in rows:
         for key, value in row.items():

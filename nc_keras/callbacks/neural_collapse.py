@@ -102,15 +102,26 @@ class NeuralCollapse(keras.callbacks.Callback):
     ```
 
     Args:
-        train_data: a tf.data.Dataset of (x, y) batches, a
-            keras.utils.PyDataset, or an (x, y) tuple of numpy arrays (batched
-            by `batch_size`). Labels are integers, (N, 1), or one-hot.
-            Measure on un-augmented data in a fixed order.
+        train_data: a tf.data.Dataset of (x, y) or (x, y, sample_weight)
+            batches (an unbatched one is batched by `batch_size`), a
+            keras.utils.PyDataset, or an (x, y) or (x, y, sample_weight)
+            tuple of numpy arrays, x a dict or list of arrays for several
+            inputs (batched by `batch_size`). Labels are class indices in
+            [0, K) for the classifier's K: integers or whole floats, (N, 1),
+            or one-hot. Measure on un-augmented data in a fixed order. A
+            sample weight of 0 drops a sample; other weights are not used
+            (one warning). A generator (consumed by one pass) and other
+            kinds are refused when the callback is made; the model must run
+            on the first batch and the labels fit K (all of them for arrays,
+            the first batch's otherwise), checked when training begins,
+            before the first batch.
         validation_data: the same kinds, or None; its keys are "val_"
             prefixed.
-        freq: measure every this many epochs (the others log NaN).
-        max_samples: measure on the first `max_samples` samples of each data
-            set only (in order; no sampling).
+        freq: measure every this many epochs (an integer >= 1; the others
+            log NaN).
+        max_samples: None, or an integer >= 1: measure on the first
+            `max_samples` samples of each data set only (in order; no
+            sampling).
         history_dir: a directory; when given, every measurement also saves
             `nc_epoch_{epoch:04d}.npz` (epoch counted from 1) with W, b (absent
             for a classifier without bias), class means, counts and correct
@@ -198,13 +209,19 @@ class NeuralCollapse(keras.callbacks.Callback):
                              f"got {absent_classes!r}")
         self.ignore_class = ignore_class
         self.absent_classes = absent_classes
+        # Data a pass cannot read at every epoch is refused now, not after
+        # the first epoch (the model-dependent checks run in on_train_begin).
+        collapse.data_checks.check_kind(train_data, "train_data")
+        if validation_data is not None:
+            collapse.data_checks.check_kind(validation_data, "validation_data")
         self.train_data = train_data
         self.validation_data = validation_data
         if ood_data is not None:
             collapse.passes.as_unlabelled(ood_data)  # a wrong kind fails here, not after an epoch
         self.ood_data = ood_data
+        self._checked = {}  # prefix -> the data as checked against the model
         self.freq = validation.count(freq, "freq")
-        self.max_samples = max_samples
+        self.max_samples = validation.optional_count(max_samples, "max_samples")
         self.history_dir = history_dir
         self.batch_size = validation.count(batch_size, "batch_size")
         self.ncc = check_ncc(ncc, "NeuralCollapse", stacklevel=3)
@@ -257,9 +274,9 @@ class NeuralCollapse(keras.callbacks.Callback):
             self._summaries = None
 
     def _passes(self):
-        yield "", self.train_data
+        yield "", self._checked.get("", self.train_data)
         if self.validation_data is not None:
-            yield "val_", self.validation_data
+            yield "val_", self._checked.get("val_", self.validation_data)
 
     @property
     def keys(self):
@@ -289,7 +306,8 @@ class NeuralCollapse(keras.callbacks.Callback):
         # Built once per model: an extractor sharing the model's layers, so
         # it always sees the current weights.
         if self._probe_of is not self.model:
-            self._probe = collapse.probes.probe(
+            # In float32 for a mixed-precision model (`collapse.precision`).
+            self._probe = collapse.precision.probe(
                 self.model, self.features, self.classifier, self.layers, self.pooling)
             self._probe_of = self.model
             self._predictor = None
@@ -297,6 +315,19 @@ class NeuralCollapse(keras.callbacks.Callback):
         # replica a share of every batch, statistics merged across hosts.
         if self._predictor is None:
             self._predictor = self._probe.predictor()
+            self._check_data()
+
+    def _check_data(self):
+        # Before the first training batch where the model is built: the
+        # data runs through the model, its labels fit the classifier, and
+        # an unbatched dataset is batched here.
+        self._checked = {}
+        raw = {"": self.train_data, "val_": self.validation_data}
+        for prefix, argument in (("", "train_data"), ("val_", "validation_data")):
+            if raw[prefix] is not None:
+                self._checked[prefix] = collapse.data_checks.check_against_model(
+                    raw[prefix], argument, self._probe, self._predictor, self.batch_size,
+                    self.ignore_class)
 
     def on_epoch_begin(self, epoch, logs=None):
         # The first epoch of a fit that resumes a run (BackupAndRestore, or

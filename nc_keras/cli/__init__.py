@@ -62,6 +62,31 @@ def add_deprecated_option(parser, old, replacement, dest, value=None, **kwargs):
                         value=value, **kwargs)
 
 
+def write_failure(error, folder):
+    """One line for an `OSError` while a run writes `folder`: what failed, what was kept.
+
+    A full disk (or quota, or a folder made read-only) stops a run at any
+    write; what a rerun resumes from is the backup of the last finished epoch.
+    """
+    from pathlib import Path
+
+    from nc_keras.run_folder import CONFIG, RunFolder
+    from nc_keras.train import resume
+
+    where = error.filename or folder
+    # The run whose file failed (a recipe's variant), if the path names one.
+    runs = [p for p in Path(where).parents if (p / CONFIG).is_file()] if error.filename else []
+    folder = runs[0] if runs else folder
+    reason = error.strerror or str(error)
+    try:
+        done = resume.resume_epoch(RunFolder(folder))
+    except Exception:  # noqa: BLE001 - a torn backup: the rerun says so
+        done = 0
+    kept = (f"its first {done} epoch(s), which rerunning the same command resumes after"
+            if done else "no finished epoch: rerunning the same command starts it over")
+    return f"cannot write {where}: {reason}. {folder} keeps {kept} (free space first)."
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="nc-keras",

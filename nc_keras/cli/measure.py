@@ -23,7 +23,9 @@ def register(subparsers):
             "for runs trained without the NeuralCollapse callback. The "
             "classifier is the layer named 'classifier', else the last layer "
             "with a (d, K) kernel, and the features its input, unless "
-            "--classifier and --features name them."
+            "--classifier and --features name them. The CSV is written through "
+            "a temporary file renamed at the end: a failed run leaves an earlier "
+            "file untouched and creates none."
         ),
     )
     parser.add_argument("checkpoint_dir", metavar="CHECKPOINTS",
@@ -107,16 +109,9 @@ def checkpoints(directory):
 def load_data(args):
     """(x, y) arrays from an .npz, or a tf.data.Dataset from nc_keras.data."""
     if args.data.endswith(".npz") or os.path.isfile(args.data):
-        import numpy as np
-
         if not os.path.isfile(args.data):
             raise UserError(f"{args.data}: no such file")
-        with np.load(args.data) as npz:
-            missing = {"x", "y"} - set(npz.files)
-            if missing:
-                raise UserError(
-                    f"{args.data} lacks array(s) {sorted(missing)}; it has {npz.files}")
-            return npz["x"], npz["y"]
+        return _read_npz(args.data)
     try:
         from nc_keras import data
     except ImportError as error:
@@ -130,16 +125,68 @@ def load_data(args):
         raise UserError(f"cannot load dataset {args.data!r}: {error}") from error
 
 
+def _read_npz(path):
+    """(x, y) of an .npz file; `UserError` for a cut file or object arrays."""
+    import numpy as np
+
+    try:
+        # allow_pickle=False: an object array is a pickle, which runs code.
+        with np.load(path, allow_pickle=False) as npz:
+            missing = {"x", "y"} - set(npz.files)
+            if missing:
+                raise UserError(f"{path} lacks array(s) {sorted(missing)}; it has {npz.files}")
+            arrays = {}
+            for key in ("x", "y"):
+                try:
+                    arrays[key] = npz[key]
+                except ValueError as error:
+                    if "allow_pickle" not in str(error):
+                        raise
+                    raise UserError(
+                        f"{path}: array {key!r} holds Python objects (dtype object), which "
+                        "nc_keras does not load (they would run code); save plain numeric "
+                        "arrays x and y") from None
+            return arrays["x"], arrays["y"]
+    except UserError:
+        raise
+    except Exception as error:  # noqa: BLE001 - zipfile, zlib and numpy errors of a cut file
+        raise UserError(f"{path} is truncated or corrupt ({type(error).__name__}: {error}); "
+                        "write or copy it again") from None
+
+
+def load_checkpoint(path):
+    """The model in the .keras file `path`; `UserError` naming a cut or corrupt file.
+
+    Keras reports a .keras file that is not a whole zip archive as "File not
+    found", although it exists: the archive is checked first.
+    """
+    import zipfile
+
+    import keras
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()  # reads every member, checking its CRC
+        if bad is not None:
+            raise zipfile.BadZipFile(f"member {bad} fails its checksum")
+    except (zipfile.BadZipFile, EOFError, OSError) as error:
+        raise UserError(f"{path} is truncated or corrupt (not a whole .keras zip archive: "
+                        f"{error}); copy or save it again") from None
+    try:
+        return keras.saving.load_model(path, compile=False)
+    except Exception as error:  # keras raises many kinds for a bad file
+        raise UserError(f"cannot load {path}: {error}") from error
+
+
 def run(args):
     import keras
 
     from nc_keras import collapse
+    from nc_keras.io_utils import atomic_writer
     from nc_keras.reporting import format_table
 
-    try:  # registers SimplexETF, HalfL2 and the other custom objects for load_model
-        import nc_keras.models  # noqa: F401
-    except ImportError:
-        pass
+    # `import nc_keras` (done by this package) registered SimplexETF, HalfL2
+    # and the other custom objects load_model needs.
     files = checkpoints(args.checkpoint_dir)
     data = load_data(args)
     if isinstance(data, tuple) and args.samples_per_class:
@@ -148,13 +195,12 @@ def run(args):
     columns = ["checkpoint", "epoch", "num_samples", *collapse.METRIC_KEYS]
     layer_columns = None  # the layers' names as the first model resolves them
     rows = []
-    with open(output, "w", newline="") as handle:
+    # Into a temporary file renamed at the end: a failure leaves an earlier
+    # output untouched and creates none.
+    with atomic_writer(output, "w", newline="") as handle:
         writer = None  # its columns are known after the first measurement
         for path in files:
-            try:
-                model = keras.saving.load_model(path, compile=False)
-            except Exception as error:  # keras raises many kinds for a bad file
-                raise UserError(f"cannot load {path}: {error}") from error
+            model = load_checkpoint(path)
             try:
                 result = collapse.measure_model(
                     model, data, batch_size=args.batch_size,
@@ -173,7 +219,7 @@ def run(args):
             row = {"checkpoint": path.name, "epoch": epoch_of(path), **result}
             row["num_samples"] = int(result["num_samples"])
             writer.writerow({key: row[key] for key in columns})
-            handle.flush()  # a long run shows its progress in the file
+            handle.flush()  # a long run shows its progress in the temporary file
             rows.append(row)
             # The model is dropped when the next one is loaded; the caller's
             # Keras state (main() runs in-process too) is not reset.

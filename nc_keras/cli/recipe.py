@@ -21,9 +21,9 @@ def recipe_main(recipe, description, argv=None):
         argv: arguments (default: sys.argv[1:]).
     """
     from nc_keras import presets
-    from nc_keras.cli import in_flags
+    from nc_keras.cli import in_flags, write_failure
     from nc_keras.data import DataNotFoundError, parse_dataset_options
-    from nc_keras.train import TrainingDiverged, train_variants
+    from nc_keras.train import RunFolderLocked, TrainingDiverged, train_variants
 
     if isinstance(recipe, str):
         recipe = presets.RECIPES[recipe]
@@ -75,10 +75,14 @@ def recipe_main(recipe, description, argv=None):
         train_variants(base, variants, output_dir, layout=recipe.layout,
                        title=f"{recipe.title}: {args.preset} preset",
                        verbose=0 if args.quiet else "auto")
-    except (ValueError, FileExistsError, DataNotFoundError, NotImplementedError) as error:
+    except (ValueError, FileExistsError, DataNotFoundError, NotImplementedError,
+            RunFolderLocked) as error:
         print(f"error: {in_flags(error)}", file=sys.stderr)
         return 2
     except TrainingDiverged as error:
         print(f"error: {in_flags(error)}", file=sys.stderr)
         return 1
+    except OSError as error:  # a full disk, a folder made read-only
+        print(f"error: {write_failure(error, output_dir)}", file=sys.stderr)
+        return 2
     return 0

@@ -17,7 +17,8 @@ def register(subparsers):
             "log.csv, TensorBoard logs, per-epoch NC history, config.json, "
             "versions.json, summary.json and figure.png into --output-dir. "
             "Running the same command again after an interruption resumes "
-            "at the last finished epoch (the same options only). Exits with "
+            "at the last finished epoch (the same options only); a second run "
+            "into a folder another live run writes is refused. Exits with "
             "status 2 on bad options, 1 if training diverged (NaN loss). "
             "Defaults are the paper's settings "
             "(Sec. 4.1): 200 epochs, lr divided by 10 every 40 epochs, "
@@ -61,15 +62,18 @@ def config_from_args(args, config_class):
 
 
 def run(args):
-    from nc_keras.cli import UserError, in_flags
+    from nc_keras.cli import UserError, in_flags, write_failure
     from nc_keras.data import DataNotFoundError
-    from nc_keras.train import TrainConfig, TrainingDiverged, run_directory, train
+    from nc_keras.train import RunFolderLocked, TrainConfig, TrainingDiverged, run_directory, train
 
     config = config_from_args(args, TrainConfig)
     try:
         history = train(config, verbose=0 if args.quiet else "auto")
-    except (ValueError, FileExistsError, DataNotFoundError, NotImplementedError) as error:
+    except (ValueError, FileExistsError, DataNotFoundError, NotImplementedError,
+            RunFolderLocked) as error:
         raise UserError(in_flags(error)) from error
+    except OSError as error:  # a full disk, a folder made read-only
+        raise UserError(write_failure(error, run_directory(config))) from error
     except TrainingDiverged as error:  # the run's outcome, not a usage error
         print(f"nc-keras train: {in_flags(error)}", file=sys.stderr)
         return 1

@@ -20,6 +20,8 @@ nc3_papyan (`formulas` gives each with its formula and citation).
   budget, `tile_budget`).
 - `probes`: which layers of a model are the classifier, the features and
   the intermediate layers measured, in any model (`probe`).
+- `data_checks`: data for repeated measurements, checked before the first.
+- `precision`: a mixed-precision model measured in float32 from its weights.
 - `passes`: running a Keras model over data (`measure_model`, and the
   building blocks of the `NeuralCollapse` callback), on one device or many.
 - `transfer`: collapse of classes the model was not trained on
@@ -27,7 +29,7 @@ nc3_papyan (`formulas` gives each with its formula and citation).
 - `ood`: out-of-distribution scores from collapse (`neco_scores`, `auroc`).
 """
 
-from nc_keras.collapse import formulas, probes, tiles
+from nc_keras.collapse import data_checks, formulas, precision, probes, tiles
 from nc_keras.collapse.passes import (
     CHUNK_BYTES,
     NCC_MODES,
@@ -72,6 +74,8 @@ __all__ = [
     "classifier_weights",
     "feature_extractor",
     "formulas",
+    "data_checks",
+    "precision",
     "probes",
     "gather_processes",
     "iterate_batches",

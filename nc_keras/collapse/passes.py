@@ -18,7 +18,7 @@ import keras
 import numpy as np
 
 from nc_keras import deprecation
-from nc_keras.collapse import formulas, probes
+from nc_keras.collapse import formulas, precision, probes
 from nc_keras.collapse.inputs import to_numpy
 from nc_keras.collapse.statistics import FEATURE_ONLY_KEYS
 from nc_keras.collapse.streaming import CollapseStatistics
@@ -562,7 +562,8 @@ def measure_model(model, data, *, features=None, classifier=None, layers=(),
         "num_samples".
     """
     ncc = check_ncc(ncc, "measure_model", stacklevel=3)  # past the renaming wrapper
-    model_probe = probes.probe(model, features, classifier, layers, pooling)
+    # A mixed-precision model is measured in float32 (`precision`).
+    model_probe = precision.probe(model, features, classifier, layers, pooling)
     result, stats, _ = measure(model_probe, data, batch_size=batch_size,
                                max_samples=max_samples, ncc=ncc, ncc_means=ncc_means,
                                ignore_class=ignore_class, absent_classes=absent_classes,

@@ -24,10 +24,12 @@ and modification time, so changed data is decoded again. Delete the folder
 at any time to reclaim the space.
 """
 
+import contextlib
 import dataclasses
 import hashlib
 import os
 import tarfile
+import warnings
 from functools import lru_cache
 from pathlib import Path, PurePosixPath
 
@@ -50,6 +52,50 @@ def cache_dir():
         return Path(os.environ["NC_KERAS_CACHE"]).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "nc_keras"
+
+
+def read_cache(path, keys):
+    """{key: array} of the decode cache entry `path`, or None to decode again.
+
+    None when there is no entry, and when the entry does not read whole (a
+    copy cut short, a disk that filled up, a file that is not an `.npz` of
+    `keys`): then one warning names it and it is removed, so the caller's
+    decode writes it anew instead of every later load failing on it.
+
+    Raises:
+        ValueError: the cache folder's path runs through a file (a
+            mistyped `$NC_KERAS_CACHE`): said before decoding, not after.
+    """
+    folder = path.parent
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir():
+        raise ValueError(
+            f"the decode cache folder {path.parent} cannot be created: {folder} is a file; "
+            "point $NC_KERAS_CACHE (or $XDG_CACHE_HOME) at a folder")
+    if not path.is_file():
+        return None
+    try:
+        with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as npz:
+            return {key: npz[key] for key in keys}
+    except Exception as error:  # noqa: BLE001 - zipfile, zlib, numpy and OS errors alike
+        warnings.warn(
+            f"decode cache entry {path} is corrupt ({type(error).__name__}: {error}); "
+            "discarded; it is rebuilt from the source.",
+            stacklevel=3,
+        )
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        return None
+
+
+def write_cache(path, **arrays):
+    """Saves a decode cache entry (atomically); a full disk only warns."""
+    try:
+        save_npz(path, **arrays)
+    except OSError as error:  # no space left, a read-only cache: the data is still good
+        warnings.warn(f"could not write the decode cache entry {path} ({error}); the data is "
+                      "used without it and decoded again by the next process", stacklevel=3)
 
 
 # --------------------------------------------------------------------------
@@ -201,12 +247,12 @@ def decoded_tree(root, split, channels, image_size, expected=None):
         stat = path.stat()
         fingerprint.update(f"{path.relative_to(root)}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
     cached = cache_dir() / "decoded" / f"{root.name}-{split}-{fingerprint.hexdigest()[:16]}.npz"
-    if cached.is_file():
-        with np.load(cached) as arrays:
-            return arrays["images"], arrays["labels"], classes
+    arrays = read_cache(cached, ("images", "labels"))
+    if arrays is not None:
+        return arrays["images"], arrays["labels"], classes
     encoded = [path.read_bytes() for path in paths]
     images = decode_images(encoded, [str(path) for path in paths], channels, image_size)
-    save_npz(cached, images=images, labels=labels)
+    write_cache(cached, images=images, labels=labels)
     return images, labels, classes
 
 
@@ -223,10 +269,11 @@ def decoded_tarball(tarball, channels, expected):
     stamp = repr((str(tarball.resolve()), stat.st_size, stat.st_mtime_ns, channels))
     name = tarball.name.split(".tar")[0]
     cached = cache_dir() / "decoded" / f"{name}-{hashlib.sha256(stamp.encode()).hexdigest()[:16]}.npz"
-    if cached.is_file():
-        with np.load(cached) as arrays:
-            splits = {s: (arrays[f"{s}_images"], arrays[f"{s}_labels"]) for s in SPLITS}
-            classes = tuple(arrays["classes"].tolist())
+    keys = ("classes", *(f"{s}_{kind}" for s in SPLITS for kind in ("images", "labels")))
+    arrays = read_cache(cached, keys)
+    if arrays is not None:
+        splits = {s: (arrays[f"{s}_images"], arrays[f"{s}_labels"]) for s in SPLITS}
+        classes = tuple(arrays["classes"].tolist())
         _check_tarball(tarball, classes, {s: labels for s, (_, labels) in splits.items()}, expected)
         return splits
     members = tarball_images(tarball)
@@ -245,7 +292,7 @@ def decoded_tarball(tarball, channels, expected):
         names = [f"member {member} of {tarball}" for _, member, _ in found]
         splits[split] = (decode_images([data for _, _, data in found], names, channels, None), labels[split])
     arrays = {f"{s}_{kind}": splits[s][i] for s in SPLITS for i, kind in enumerate(("images", "labels"))}
-    save_npz(cached, classes=np.asarray(classes), **arrays)
+    write_cache(cached, classes=np.asarray(classes), **arrays)
     return splits
 
 
@@ -263,7 +310,8 @@ def tarball_images(tarball):
     loaded as a smaller dataset. So the archive is opened through gzip's,
     bz2's or lzma's own reader ("r:*"), which raises at a cut and checks the
     trailer's checksum when read to the end, and what follows the last
-    member must be tar's end-of-archive blocks (zeros, at least two).
+    member must be tar's end-of-archive blocks (zeros, at least two). A
+    member named by an absolute path or through ".." is refused.
     `CorruptDataError` names the tarball, and the member when a member's
     data is cut.
     """
@@ -271,6 +319,11 @@ def tarball_images(tarball):
     with reading(tarball), tarfile.open(tarball, "r:*") as archive:
         for member in archive:
             parts = PurePosixPath(member.name).parts
+            if parts and (parts[0] == "/" or ".." in parts):
+                # Not data of this tree: a crafted or broken archive.
+                raise CorruptDataError(
+                    f"member {member.name} of {tarball} lies outside the archive's folder (an "
+                    f"absolute path or '..'); refusing the archive: {REFETCH}")
             if (
                 member.isfile()
                 and len(parts) >= 3

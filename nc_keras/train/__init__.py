@@ -31,6 +31,7 @@ from nc_keras.train.config import (
     learning_rate_schedule,
     minority_classes,
 )
+from nc_keras.run_folder import RunFolderLocked
 from nc_keras.train.lbfgs_fit import fit_lbfgs
 from nc_keras.train.losses import LOSSES, build_loss, make_loss
 from nc_keras.train.run import (
@@ -48,6 +49,7 @@ __all__ = [
     "DECAY_SCHEMES",
     "LOSSES",
     "MODEL_NAMES",
+    "RunFolderLocked",
     "OPTIMIZER_DEFAULTS",
     "TrainConfig",
     "TrainingDiverged",

@@ -12,7 +12,9 @@ uninterrupted one, whatever point the interruption hit:
   missing (a kill after `fit` removed the backup): nothing is retrained;
 - `prune_tensorboard`: drops the TensorBoard summaries of the epochs the
   rerun trains again, so that no step is logged twice;
-- `start_over`: clears a folder whose run cannot be continued.
+- `start_over`: clears a folder whose run cannot be continued;
+- `check_backup`: a torn backup is refused with what to do;
+- `remove_staging_files`: the temporary files an interrupted write left.
 
 `log.csv` needs no repair (`EpochCSVLogger` replaces the rows of epochs it
 logs again), nor does `nc_history/` (its files are replaced whole).
@@ -29,7 +31,6 @@ from nc_keras.backend import internals
 # Fields a rerun may change: they name the run or say where it lives, and
 # do not change what is trained or logged.
 FREE_FIELDS = ("label", "output_dir", "coordinator", "checkpoints")
-
 
 
 def check_same_run(folder, config):
@@ -120,3 +121,50 @@ def start_over(folder):
         shutil.rmtree(path, ignore_errors=True)
     for path in (folder.log, folder.summary, folder.figure):
         path.unlink(missing_ok=True)
+
+
+def check_backup(folder):
+    """`ValueError` when the folder's backup does not read whole, saying what to do.
+
+    A kill (or a full disk) during `BackupAndRestore`'s save, which is not
+    atomic, can leave its weights or its epoch torn; Keras would fail deep
+    in h5py. Every dataset of the weights file is read once here.
+    """
+    if not folder.backup.exists():
+        return
+    weights = folder.backup / internals.BACKUP_WEIGHTS_FILE
+    metadata = folder.backup / internals.BACKUP_METADATA_FILE
+    try:
+        if weights.exists() or metadata.exists():
+            int(json.loads(metadata.read_text())["epoch"])
+            _read_h5(weights)
+    except Exception as error:  # noqa: BLE001 - h5py, OS and JSON errors alike
+        raise ValueError(
+            f"the backup in {folder.backup} is torn ({type(error).__name__}: {error}), so the "
+            f"run cannot resume from it. Delete {folder.backup} and rerun to train the run "
+            f"again from its first epoch in {folder.root} (its last good weights, if "
+            f"checkpoints were kept, are the newest file in {folder.checkpoints})."
+        ) from None
+
+
+def _read_h5(path):
+    import h5py
+
+    def read(name, item):
+        if isinstance(item, h5py.Dataset):
+            item[()]
+
+    with h5py.File(path, "r") as handle:
+        handle.visititems(read)
+
+
+def remove_staging_files(folder):
+    """Removes the temporary files of writes an interruption cut (`atomic_writer`'s
+    ".<name>-*.tmp", the TensorBoard pruning's ".pruning-*.tmp"); returns them.
+
+    Only under the folder's lock: no other process is writing them.
+    """
+    removed = sorted(folder.root.rglob(".*.tmp"))
+    for path in removed:
+        path.unlink(missing_ok=True)
+    return removed

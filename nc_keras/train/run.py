@@ -126,6 +126,9 @@ def train(config, callbacks=(), verbose="auto"):
             (nothing is written either).
         TrainingDiverged: the loss became NaN; `summary.json` says
             "diverged", and training again into the folder starts over.
+        nc_keras.run_folder.RunFolderLocked: another live process trains
+            into `output_dir` (nothing is written). A lock left by a
+            process that died is taken over with a warning.
     """
     config = config.resolved()
     # First: a multi-process JAX run must start before any JAX computation.
@@ -134,16 +137,21 @@ def train(config, callbacks=(), verbose="auto"):
         config.process_id,
     )  # fmt: skip
     _check_replicas(config, replication.replicas)
-    folder, start = _prepare_folder(config, replication.process_index)
-    if start is None:  # interrupted after fit, before the summary: nothing to train
+    folder = RunFolder(run_directory(config, replication.process_index))
+    folder.check_writable()
+    # One writer per folder (a requeued job while the old one lives):
+    # taken before anything is written, held to the end.
+    with folder.lock():
+        start = _prepare_folder(folder, config)
+        if start is None:  # interrupted after fit, before the summary: nothing to train
+            return _conclude(folder)
+        keras.utils.set_random_seed(config.seed)
+        run_data = _load_data(config, start, replication.replicas)
+        # The first write: every check that can refuse the run is behind us.
+        _start_writing(folder, config, start, run_data)
+        with replication.scope:
+            _fit(config, run_data, folder=folder, callbacks=callbacks, verbose=verbose)
         return _conclude(folder)
-    keras.utils.set_random_seed(config.seed)
-    run_data = _load_data(config, start, replication.replicas)
-    # The first write: every check that can refuse the run is behind us.
-    _start_writing(folder, config, start, run_data)
-    with replication.scope:
-        _fit(config, run_data, folder=folder, callbacks=callbacks, verbose=verbose)
-    return _conclude(folder)
 
 
 def _check_replicas(config, replicas):
@@ -161,33 +169,35 @@ def _check_replicas(config, replicas):
         )
 
 
-def _prepare_folder(config, process_index):
-    """(folder, first epoch to train) of this run, after the checks; nothing written.
+def _prepare_folder(folder, config):
+    """The first epoch `train(config)` trains in the locked `folder`, after the
+    checks; only the temporary files of an interrupted write are removed.
 
-    The first epoch is None when a previous attempt already ended its fit
-    (only the summary is missing).
+    None when a previous attempt already ended its fit (only the summary is
+    missing).
     """
-    folder = RunFolder(run_directory(config, process_index))
     if folder.finished:
         raise FileExistsError(
             f"{folder.root} holds a finished run ({folder.summary.name}); choose another "
             "output directory or delete it to train again."
         )
-    folder.check_writable()
     # A diverged run has nothing to resume: it starts over, with any settings.
     continuing = folder.config.exists() and folder.status != "diverged"
+    # What an interrupted write left: only the lock holder (us) writes here.
+    resume.remove_staging_files(folder)
     if continuing:
         resume.check_same_run(folder, config)
+        resume.check_backup(folder)
         if resume.fit_ended(folder, config.epochs, _read_log(folder)):
             shutil.rmtree(folder.backup, ignore_errors=True)
-            return folder, None
+            return None
     start = resume.resume_epoch(folder) if continuing else 0
     if start >= config.epochs:
         raise ValueError(
             f"{folder.root}: its backup has all {config.epochs} epochs trained but "
             f"{folder.log.name} lacks some of them; delete the folder to train again."
         )
-    return folder, start
+    return start
 
 
 @dataclasses.dataclass

@@ -55,11 +55,27 @@ def train_variants(base, variants, output_dir, layout="default", title=None, ver
 
     Returns:
         A list of (label, history) pairs.
+
+    Raises:
+        nc_keras.run_folder.RunFolderLocked: another live process runs a
+            recipe into `output_dir` (or trains one of its variants).
     """
+    output_dir = Path(output_dir)
+    RunFolder(output_dir).check_writable()
+    # One recipe per folder: the figure and summary.md are the folder's own
+    # (each variant's run also locks its folder).
+    with RunFolder(output_dir).lock():
+        return _train_variants(base, variants, output_dir, layout, title, verbose)
+
+
+def _train_variants(base, variants, output_dir, layout, title, verbose):
     from nc_keras import plots
     from nc_keras.callbacks import read_csv_log
 
-    output_dir = Path(output_dir)
+    # What an interrupted write of the figure or summary.md left (only this
+    # folder's own files: a variant's are its run's, removed by its train).
+    for staging in output_dir.glob(".*.tmp"):
+        staging.unlink(missing_ok=True)
     results, run_dirs = [], []
     for variant in variants:
         label = variant["label"]

@@ -183,8 +183,9 @@ def solve(
         method: one of `METHODS`. seed: the random start.
         steps, learning_rate, batch_size: override the defaults above (None:
             default; steps and batch_size must be whole numbers >= 1,
-            batch_size <= N). `lr`: the former name of `learning_rate`,
-            deprecated.
+            batch_size <= N; learning_rate only for "sgd" and "adam": "gd"
+            and "lbfgs" find their steps by a line search). `lr`: the former
+            name of `learning_rate`, deprecated.
         gradient_tolerance: >= 0; gap_tolerance: None or >= 0.
         polish: end "sgd"/"adam" with the full-batch phase; polish_steps: its
             iteration budget (>= 0).
@@ -201,6 +202,10 @@ def solve(
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    if learning_rate is not None and method in ("gd", "lbfgs"):
+        raise ValueError(f"learning_rate applies to methods sgd and adam; {method} finds its "
+                         f"steps by a line search (got learning_rate={learning_rate!r}): leave "
+                         "it out")
     K = validation.class_count(num_classes)
     d = validation.count(feature_dim, "feature_dim")
     N = int(class_counts(K, n_per_class).sum())  # n or K counts: checked here

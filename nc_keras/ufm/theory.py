@@ -81,12 +81,27 @@ def objective(W, H, b, labels, lambda_w, lambda_h, lambda_b, loss="ce", smoothin
             part if keras.ops.is_tensor(part) else backend.to_tensor(part) for part in (W, H, b)
         )
         num_classes = W.shape[0]
+        _check_shapes(W, H, b, len(np.atleast_1d(keras.ops.convert_to_numpy(labels))))
         labels = validation.labels(labels, num_classes, H.shape[1])
         targets = keras.ops.transpose(keras.ops.one_hot(labels, num_classes, dtype=W.dtype))
         return penalized_objective(
             W, H, b, targets, lambda_w, lambda_h, lambda_b,
             loss=losses.get(loss, smoothing, gamma),
         )
+
+
+def _check_shapes(W, H, b, num_samples):
+    """ValueError naming the argument whose shape does not fit W (K, d) and N labels."""
+    if len(W.shape) != 2:
+        raise ValueError(f"W must have shape (K, d); got {tuple(W.shape)}")
+    K, d = W.shape
+    # A matching d with another column count is the labels' fault (said there).
+    if len(H.shape) != 2 or H.shape[0] != d:
+        hint = " (H transposed?)" if tuple(H.shape) == (num_samples, d) else ""
+        raise ValueError(f"H must have shape (d, N) = ({d}, {num_samples}), one column per "
+                         f"sample; got {tuple(H.shape)}{hint}")
+    if tuple(b.shape) != (K,):
+        raise ValueError(f"b must have shape (K,) = ({K},); got {tuple(b.shape)}")
 
 
 def penalized_objective(

@@ -70,6 +70,12 @@ def test_backup_metadata_file_and_initial_epoch(tmp_path):
     # file (nc_keras.train.resume reads it) ...
     saved = json.loads((tmp_path / internals.BACKUP_METADATA_FILE).read_text())
     assert saved["epoch"] == 2
+    # ... and its weights into this one (nc_keras.train.resume checks it whole).
+    copy = functional()
+    copy.compile("sgd", "mse")
+    copy.fit(x, y, epochs=1, verbose=0)
+    copy.load_weights(tmp_path / internals.BACKUP_WEIGHTS_FILE)
+    np.testing.assert_array_equal(copy.predict(x, verbose=0), model.predict(x, verbose=0))
     # ... and a new fit restoring from it resumes after them.
     restored = functional()
     restored.compile("sgd", "mse")

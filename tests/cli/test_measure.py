@@ -165,3 +165,55 @@ def test_measure_names_features_classifier_and_layers(run_dir, capsys):
     assert main(arguments + ["--layers", "featurs"]) == 2
     error = capsys.readouterr().err
     assert "no layer 'featurs'" in error and "Close names: 'features'" in error
+
+
+# --- failures keep what was there, and say what is wrong in one line ---
+
+
+def _measure(run_dir, *extra, checkpoints=None, data=None):
+    tmp_path, _, _ = run_dir
+    return main(["measure", str(checkpoints or tmp_path / "ckpt"),
+                 "--data", str(data or tmp_path / "data.npz"), "--batch-size", "16", *extra])
+
+
+@pytest.mark.parametrize("failure", ["bad --classifier", "cut checkpoint"])
+def test_measure_failure_leaves_the_earlier_csv_and_creates_none(run_dir, tmp_path, capsys, failure):
+    src, _, _ = run_dir
+    earlier = tmp_path / "r.csv"
+    earlier.write_text("checkpoint,nc1\nold.keras,0.5\n")
+    if failure == "bad --classifier":
+        extra, checkpoints = ("--classifier", "no_such_layer"), None
+    else:  # a copy cut short, after a good one: the good row must not be half-written
+        checkpoints = tmp_path / "ckpt"
+        checkpoints.mkdir()
+        (checkpoints / "epoch_1.keras").write_bytes((src / "ckpt" / "epoch_1.keras").read_bytes())
+        whole = (src / "ckpt" / "epoch_2.keras").read_bytes()
+        (checkpoints / "epoch_2.keras").write_bytes(whole[: len(whole) // 2])
+        extra = ()
+    for output in (earlier, tmp_path / "new.csv"):
+        assert _measure(run_dir, "-o", str(output), *extra, checkpoints=checkpoints) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("nc-keras measure: error: ") and err.count("\n") == 1, err
+    assert earlier.read_text() == "checkpoint,nc1\nold.keras,0.5\n"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == ["r.csv"]
+    if failure == "cut checkpoint":
+        assert f"{checkpoints / 'epoch_2.keras'} is truncated or corrupt" in err
+        assert "not found" not in err.lower()
+
+
+def test_measure_npz_with_object_arrays_or_truncated_is_one_line(run_dir, tmp_path, capsys):
+    _, x, y = run_dir
+    objects = tmp_path / "objects.npz"
+    np.savez(objects, x=x, y=np.array([str(v) for v in y], dtype=object))
+    assert _measure(run_dir, "-o", str(tmp_path / "a.csv"), data=objects) == 2
+    err = capsys.readouterr().err
+    assert err == (f"nc-keras measure: error: {objects}: array 'y' holds Python objects (dtype "
+                   "object), which nc_keras does not load (they would run code); save plain "
+                   "numeric arrays x and y\n")
+    cut = tmp_path / "cut.npz"
+    np.savez(cut, x=x, y=y)
+    cut.write_bytes(cut.read_bytes()[:-200])
+    assert _measure(run_dir, "-o", str(tmp_path / "b.csv"), data=cut) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"nc-keras measure: error: {cut} is truncated or corrupt (") and err.count("\n") == 1
+    assert not (tmp_path / "a.csv").exists() and not (tmp_path / "b.csv").exists()

@@ -53,3 +53,10 @@ def test_ufm_user_errors_are_one_line(arguments, message, capsys):
     assert main(["ufm", *arguments]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_small_ufm_command_refuses_learning_rate_with_gd(capsys):
+    assert main(["ufm", "--method", "gd", "--learning-rate", "0.1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("nc-keras ufm: error: --learning-rate applies to methods sgd and adam; "
+                          "gd finds its steps by a line search") and err.count("\n") == 1, err

@@ -129,3 +129,13 @@ def test_collapse_num_classes_must_be_an_integer():
             CollapseStatistics(wrong)
     assert CollapseStatistics(np.int64(3)).num_classes == 3
     assert CollapseStatistics(3.0).num_classes == 3
+
+
+def test_small_float_labels_message_states_the_rule():
+    h = np.random.default_rng(0).normal(size=(4, 3))
+    stats = CollapseStatistics(3)
+    stats.update(h, np.array([0.0, 1.0, 2.0, 1.0], np.float32))  # whole numbers: accepted
+    assert stats.num_samples == 4
+    with pytest.raises(ValueError, match=r"^labels must be whole numbers \(integers, or floats such as 2\.0\); "
+                                         r"got dtype float32 with 2 other value\(s\), e\.g\. \[0\.5, nan\]$"):
+        stats.update(h, np.array([0.0, 0.5, np.nan, 1.0], np.float32))

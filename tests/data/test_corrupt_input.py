@@ -14,6 +14,7 @@ import pytest
 from nc_keras import data
 from nc_keras.data import download, image_tree
 from nc_keras.train import train
+from nc_keras.cli import main
 
 
 @pytest.fixture
@@ -203,3 +204,98 @@ def test_data_tfds_probe_drops_only_its_variant_folder_warning(tmp_path, monkeyp
 def test_data_real_cifar10_tarball_reads_whole(shared_data):
     members = image_tree.tarball_images(shared_data / "cifar10-jpg.tar.gz")
     assert {split: len(found) for split, found in members.items()} == {"train": 50_000, "test": 10_000}
+
+
+@pytest.mark.parametrize("damage", ["truncated", "not a zip", "a key missing"])
+def test_data_corrupt_cache_entry_is_named_discarded_and_rebuilt(tmp_path, _data_cache, monkeypatch, damage):
+    _data_expect_sizes(monkeypatch, 20, 10, "cifar10")
+    _data_write_tarball(tmp_path)
+    _data_write_tree(tmp_path / "own", ["a", "b"], per_split=(2, 1), suffix=".png")
+
+    def load_both():
+        from nc_keras.data import sources
+
+        # As a new process would: none of the in-memory copies.
+        image_tree.decoded_tarball.cache_clear()
+        image_tree.decoded_tree.cache_clear()
+        sources._LOCAL_CACHE.clear()
+        return [np.concatenate([x.numpy() for x, _ in data.load(name, "test", shuffle=False,
+                                                                data_dir=folder, download=False)])
+                for name, folder in (("cifar10", tmp_path), ("folder", tmp_path / "own"))]
+
+    first = load_both()
+    entries = sorted(_data_cache.glob("*.npz"))  # the tarball's; the tree's test and train
+    assert len(entries) == 3
+    intact = {entry: entry.read_bytes() for entry in entries}
+    for entry in entries:
+        if damage == "truncated":  # a kill or a full disk while copying the cache
+            entry.write_bytes(intact[entry][: len(intact[entry]) // 2])
+        elif damage == "not a zip":
+            entry.write_bytes(b"\0" * 100)
+        else:
+            with np.load(entry) as arrays:
+                kept = {key: arrays[key] for key in arrays.files if "labels" not in key}
+            np.savez(entry, **kept)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        again = load_both()
+    said = [str(w.message) for w in caught if "cache" in str(w.message)]
+    assert len(said) == 3, "\n".join(said)
+    for entry in entries:
+        named = [message for message in said if message.startswith(f"decode cache entry {entry} is corrupt (")]
+        assert len(named) == 1 and named[0].endswith("discarded; it is rebuilt from the source."), said
+    for old, new in zip(first, again):
+        np.testing.assert_array_equal(old, new)
+    assert {entry: entry.read_bytes() for entry in entries} == intact  # rebuilt whole
+
+
+def test_data_cache_path_through_a_file_is_one_error_line(tmp_path, monkeypatch, capsys):
+    _data_write_tree(tmp_path / "own", ["a", "b"], per_split=(2, 1), suffix=".png")
+    (tmp_path / "cache").write_text("not a folder")
+    monkeypatch.setenv("NC_KERAS_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "run"
+    argv = ["train", "--dataset", "folder", "--data-dir", str(tmp_path / "own"), "--model", "mlp",
+            "--epochs", "1", "--output-dir", str(out), "--quiet"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err == (f"nc-keras train: error: the decode cache folder {tmp_path / 'cache' / 'decoded'} "
+                   f"cannot be created: {tmp_path / 'cache'} is a file; point $NC_KERAS_CACHE "
+                   "(or $XDG_CACHE_HOME) at a folder\n")
+    assert not out.exists()
+
+
+def test_data_cache_that_cannot_be_written_only_warns(tmp_path, _data_cache, monkeypatch):
+    import errno
+
+    _data_write_tree(tmp_path, ["a", "b"], per_split=(2, 1), suffix=".png")
+
+    def full_disk(path, **arrays):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(image_tree, "save_npz", full_disk)
+    image_tree.decoded_tree.cache_clear()
+    with pytest.warns(UserWarning, match=r"could not write the decode cache entry .*No space left on device"):
+        labels = np.concatenate([y.numpy() for _, y in data.load("folder", "test", data_dir=tmp_path)])
+    assert sorted(labels.tolist()) == [0, 1]
+    assert not list(_data_cache.glob("*"))
+
+
+@pytest.mark.parametrize("member", ["../train/cat/evil.jpg", "/abs/train/cat/evil.jpg",
+                                    "cifar10-jpg/../../train/cat/evil.jpg"])
+def test_small_tarball_member_outside_its_folder_is_refused(tmp_path, _data_cache, monkeypatch, member):
+    _data_expect_sizes(monkeypatch, 20, 10, "cifar10")
+    tarball = _data_write_tarball(tmp_path)
+    with tarfile.open(tarball, "r:gz") as archive:
+        members = [(info, archive.extractfile(info).read() if info.isfile() else None) for info in archive]
+    extra = tmp_path / "tree" / "cifar10-jpg" / "train" / "cat" / "0000.jpg"
+    with tarfile.open(tarball, "w:gz") as archive:
+        for info, payload in members:
+            archive.addfile(info, None if payload is None else __import__("io").BytesIO(payload))
+        info = archive.gettarinfo(extra)
+        info.name = member  # gettarinfo would strip a leading "/"
+        with open(extra, "rb") as handle:
+            archive.addfile(info, handle)
+    with pytest.raises(data.CorruptDataError, match=rf"member {re.escape(member)} of {re.escape(str(tarball))} "
+                                                    r"lies outside the archive's folder"):
+        data.load("cifar10", "train", data_dir=tmp_path, download=False)
+    assert not list(_data_cache.glob("*.npz"))

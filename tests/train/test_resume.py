@@ -16,6 +16,8 @@ import pytest
 from nc_keras import data
 from nc_keras.callbacks import read_csv_log
 from nc_keras.train import TrainConfig, TrainingDiverged, resume, train
+import re
+from nc_keras.cli import main
 
 
 def _config(tmp_path, name="run", **changes):
@@ -162,3 +164,95 @@ def test_resume_prune_tensorboard_drops_later_steps_and_a_torn_record(tmp_path):
     resume.prune_tensorboard(tmp_path, 2)
     assert _tensorboard_steps(tmp_path) == [0, 1]
     assert [p.name for p in tmp_path.iterdir()] == [event_file.name]
+
+
+def test_recipe_removes_its_interrupted_figure_write(tmp_path):
+    from nc_keras.train import train_variants
+
+    out = tmp_path / "out"
+    (out / "a").mkdir(parents=True)
+    (out / ".figure.png-x1.tmp").write_bytes(b"")  # a kill during the figure's write
+    (out / "a" / ".log.csv-y2.tmp").write_bytes(b"")  # the variant's, removed by its run
+    train_variants(_config(tmp_path, epochs=1), [{"label": "a"}], out, verbose=0)
+    assert (out / "figure.png").stat().st_size > 0
+    assert not list(out.rglob("*.tmp"))
+
+
+def _train_argv(config):
+    """The `nc-keras train` command of a `_config`."""
+    argv = ["train", "--quiet"]
+    for name in ("dataset", "model", "width", "depth", "epochs", "batch_size", "learning_rate",
+                 "samples_per_class", "test_samples_per_class", "seed", "output_dir"):
+        argv += ["--" + name.replace("_", "-"), str(getattr(config, name))]
+    return argv
+
+
+@pytest.fixture(scope="module")
+def _interrupted(tmp_path_factory):
+    """A 3-epoch run killed after epoch 2 was logged and backed up."""
+    tmp_path = tmp_path_factory.mktemp("interrupted")
+    config = _config(tmp_path, epochs=3)
+    with pytest.raises(RuntimeError, match="simulated kill"):
+        train(config, callbacks=[_Crash(1)], verbose=0)
+    return tmp_path / "run"
+
+
+def _copy_of(run, tmp_path):
+    shutil.copytree(run, tmp_path / "run")
+    return _config(tmp_path, epochs=3)
+
+
+def test_resume_removes_the_interrupted_runs_temporary_files(_interrupted, tmp_path):
+    config = _copy_of(_interrupted, tmp_path)
+    out = tmp_path / "run"
+    for left in (out / ".figure.png-k2j3.tmp", out / ".log.csv-9x.tmp",
+                 out / "tensorboard" / "train" / ".pruning-77.tmp"):
+        left.write_bytes(b"")  # a kill during the write
+    seen, recorder = _epochs_seen()
+    train(config, callbacks=[recorder], verbose=0)
+    assert seen == [2]
+    assert not list(out.rglob("*.tmp"))
+
+
+def test_resume_torn_last_row_of_the_log_is_one_line(_interrupted, tmp_path, capsys):
+    config = _copy_of(_interrupted, tmp_path)
+    log = tmp_path / "run" / "log.csv"
+    text = log.read_text()
+    log.write_text(text[: text.rindex("\n", 0, -1) + 40] + "\n")  # the last row cut short
+    assert main(_train_argv(config)) == 2
+    err = capsys.readouterr().err
+    assert re.fullmatch(rf"nc-keras train: error: {re.escape(str(log))} is torn: its line 3 has \d+ of "
+                        r"the header's \d+ cells .*delete that line to train its epoch again on resume\n", err), err
+
+
+@pytest.mark.parametrize("part", ["latest.weights.h5", "training_metadata.json"])
+def test_resume_torn_backup_is_one_line_saying_what_to_do(_interrupted, tmp_path, capsys, part):
+    config = _copy_of(_interrupted, tmp_path)
+    torn = tmp_path / "run" / "backup" / part
+    torn.write_bytes(torn.read_bytes()[: torn.stat().st_size // 2])
+    assert main(_train_argv(config)) == 2
+    err = capsys.readouterr().err
+    backup = tmp_path / "run" / "backup"
+    assert err.startswith(f"nc-keras train: error: the backup in {backup} is torn (")
+    assert f"Delete {backup} and rerun to train the run again from its first epoch" in err
+    assert err.count("\n") == 1
+
+
+def test_full_disk_is_one_line_naming_the_folder_and_what_was_kept(_interrupted, tmp_path, capsys,
+                                                                  monkeypatch):
+    import errno
+
+    from nc_keras.callbacks import EpochCSVLogger
+
+    config = _copy_of(_interrupted, tmp_path)
+    out = tmp_path / "run"
+
+    def full(self, epoch, logs=None):
+        raise OSError(errno.ENOSPC, "No space left on device", self.filename)
+
+    monkeypatch.setattr(EpochCSVLogger, "on_epoch_end", full)
+    assert main(_train_argv(config)) == 2
+    err = capsys.readouterr().err
+    assert err == (f"nc-keras train: error: cannot write {out / 'log.csv'}: No space left on device. "
+                   f"{out} keeps its first 2 epoch(s), which rerunning the same command resumes "
+                   "after (free space first).\n")

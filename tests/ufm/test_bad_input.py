@@ -122,3 +122,26 @@ def test_ufm_objective_refuses_labels_outside_the_classes(bad):
     # One label short of H's columns is refused too.
     with pytest.raises(ValueError, match="labels"):
         ufm.objective(W, H, b, ufm.class_labels(K, n)[:-1], *LAMBDAS)
+
+
+@pytest.mark.parametrize("method", ["gd", "lbfgs"])
+@pytest.mark.parametrize("learning_rate", [NAN, 0.1])
+def test_small_learning_rate_of_a_line_search_method_is_refused(method, learning_rate):
+    # Their steps come from a line search: a learning rate was silently ignored.
+    with pytest.raises(ValueError, match=rf"learning_rate applies to methods sgd and adam; {method} "
+                                         r"finds its steps by a line search"):
+        ufm.solve(*TINY, method=method, learning_rate=learning_rate)
+
+
+def test_small_objective_with_transposed_h_names_its_shape():
+    K, d, N = 3, 4, 6
+    rng = np.random.default_rng(0)
+    W, H, b = rng.normal(size=(K, d)), rng.normal(size=(d, N)), np.zeros(K)
+    labels = np.arange(N) % K
+    expected = float(ufm.objective(W, H, b, labels, 1e-3, 1e-3, 1e-3))
+    assert math.isfinite(expected)
+    with pytest.raises(ValueError, match=r"H must have shape \(d, N\) = \(4, 6\), one column per sample; "
+                                         r"got \(6, 4\) \(H transposed\?\)"):
+        ufm.objective(W, H.T, b, labels, 1e-3, 1e-3, 1e-3)
+    with pytest.raises(ValueError, match=r"H must have shape \(d, N\) = \(4, 6\), one column per sample; got \(5, 6\)$"):
+        ufm.objective(W, rng.normal(size=(5, N)), b, labels, 1e-3, 1e-3, 1e-3)
