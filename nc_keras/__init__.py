@@ -48,11 +48,11 @@ _SUBMODULES = (
 
 
 # Imported for their `keras.saving.register_keras_serializable` side effect
-# (`nc_keras.train` holds the losses).
+# (`nc_keras.losses` holds the Keras loss classes; the trainer is not loaded).
 from nc_keras import layers as _layers  # noqa: E402,F401
+from nc_keras import losses as _losses  # noqa: E402,F401
 from nc_keras import optimizers as _optimizers  # noqa: E402,F401
 from nc_keras import regularizers as _regularizers  # noqa: E402,F401
-from nc_keras.train import losses as _losses  # noqa: E402,F401
 
 
 def __getattr__(name):
