@@ -15,7 +15,7 @@ from nc_keras.collapse.statistics import (
     class_square_sums,
     class_sums,
     minority_metrics,
-    power_of_two_above,
+    frame_scale,
 )
 
 __all__ = ["InMemoryStatistics", "metrics"]
@@ -69,10 +69,7 @@ class InMemoryStatistics(_Statistics):
                 # mu_G (and h - mu_G, exact near it) keep it at eps * spread.
                 self.shift, self._shifted = mu_G, True
                 means = self._class_means(h, y)
-            # Only spreads whose squares could overflow or underflow are
-            # rescaled: dividing every block costs a pass over the features.
-            if not 2.0**-256 < spread < 2.0**256:
-                self.scale = power_of_two_above(spread)
+            self.scale = frame_scale(spread)
         self._means = means / self.scale
         self._h, self._y = h, y
         self._within = None

@@ -104,7 +104,7 @@ from nc_keras.collapse.inputs import as_classifier, as_num_classes, to_numpy
 __all__ = [
     "ABSENT_CLASSES", "CLASSIFIER_KEYS", "FEATURE_ONLY_KEYS", "METRIC_KEYS", "MINORITY_KEYS", "OOD_KEYS",
     "class_square_sums",
-    "class_sums", "minority_metrics", "power_of_two_above",
+    "class_sums", "frame_scale", "minority_metrics", "power_of_two_above",
 ]  # fmt: skip
 
 # The keys of every result dict, in the order tables print them.
@@ -191,6 +191,16 @@ def power_of_two_above(value):
     if not (np.isfinite(value) and value > 0):
         return 1.0
     return float(np.ldexp(1.0, int(np.frexp(value)[1])))
+
+
+def frame_scale(spread):
+    """The frame's scale for features of this spread: 1, or a power of two near it.
+
+    Only spreads whose squares could overflow or underflow (outside
+    [2^-256, 2^256]) are rescaled: dividing costs a pass over the features,
+    and a power-of-two scale changes no rounding, so 1 is exact elsewhere.
+    """
+    return 1.0 if 2.0**-256 < spread < 2.0**256 else power_of_two_above(spread)
 
 
 def class_square_sums(rows, labels, num_classes):

@@ -13,7 +13,7 @@ from nc_keras.collapse.statistics import (
     _Statistics,
     class_square_sums,
     class_sums,
-    power_of_two_above,
+    frame_scale,
 )
 
 __all__ = ["CollapseStatistics"]
@@ -37,7 +37,8 @@ class CollapseStatistics(_Statistics):
     large, nearly equal numbers) ever appears.
 
     Everything is stored for h' = (h - shift) / scale, with `shift` the mean
-    of the first batch and `scale` a power of two of its spread, both kept:
+    of the first batch and `scale` 1, or a power of two of its spread where
+    squares would overflow or underflow (`frame_scale`), both kept:
     far from the origin (a global mean at 1e6) the running means stay small
     numbers, and h - shift is exact for h near the shift, so deep-collapse
     NC1 keeps its accuracy; features x 1e160 square without overflow. `means`,
@@ -93,15 +94,17 @@ class CollapseStatistics(_Statistics):
         """h' = (h - shift) / scale in float64, a new array; the first batch sets shift and scale.
 
         One pass converts (float32 features), centres and allocates; the
-        scale, a power of two, divides exactly in place.
+        scale (`frame_scale`: 1 unless squares could overflow or underflow,
+        else a power of two) divides exactly in place.
         """
         if self.num_samples == 0:
             self.shift = h.mean(axis=0, dtype=np.float64)
             centred = np.subtract(h, self.shift, dtype=np.float64)
-            self.scale = power_of_two_above(np.abs(centred).max() or np.abs(h).max())
+            self.scale = frame_scale(np.abs(centred).max() or np.abs(h).max())
         else:
             centred = np.subtract(h, self.shift, dtype=np.float64)
-        centred /= self.scale
+        if self.scale != 1.0:
+            centred /= self.scale
         return centred
 
     def update(self, features, labels, logits=None, *, predictions=None):
@@ -135,7 +138,7 @@ class CollapseStatistics(_Statistics):
         present, counts_b, sums, inverse = class_sums(h, y)
         counts_a = self.counts[present]
         total = counts_a + counts_b
-        means_a = self._means[present]
+        means_a = np.take(self._means, present, axis=0)  # faster than fancy indexing
         # delta = mu_b - mu_a, in place of the sums (each pass over P x d
         # or B x d arrays counts at vocabulary scale: in place where it can).
         delta = sums
@@ -152,7 +155,7 @@ class CollapseStatistics(_Statistics):
         # touched: O(B d^2 + P d), whatever K.
         centres = delta * (1.0 - np.sqrt(counts_a / total))[:, None]
         centres += means_a
-        rows = np.subtract(h, centres[inverse], out=h)  # h is this update's own copy
+        rows = np.subtract(h, np.take(centres, inverse, axis=0), out=h)  # h: this update's copy
         self._scatter += rows.T @ rows
         self._within[present] += class_square_sums(rows, inverse, present.size)
         delta *= (counts_b / total)[:, None]
