@@ -82,28 +82,25 @@ class CollapseSummaries:
     def write(self, epoch, prefix, stats, W, logged):
         """One measurement: `stats` (a CollapseStatistics), W (K, d), `logged` {key: value}."""
         import tensorflow as tf
-
-        full_W = W
         means, counts = stats.class_means, stats.counts
         mu_G = formulas.global_mean(counts, np.nan_to_num(means))
         K = W.shape[0]
         # Pictures of K x K pixels: at most the first MAX_IMAGE_CLASSES classes.
         shown = min(K, MAX_IMAGE_CLASSES)
         Hbar = formulas.centred_means(means[:shown], mu_G)
-        W = W[:shown]
         target = (K * np.eye(shown) - np.ones((shown, shown))) / (K - 1)  # the simplex ETF's
         with self._writer(prefix).as_default(step=epoch):
             tf.summary.image("neural_collapse/class_mean_cosines", cosine_image(
                 [("m_k . m_l", formulas.means_cosines(Hbar)), ("simplex ETF", target)],
                 "centred class means (NC2)"))
             tf.summary.image("neural_collapse/classifier_vs_class_means", cosine_image(
-                [("cos(w_k, mu_l - mu_G)", formulas.classifier_means_cosines(W, Hbar)),
+                [("cos(w_k, mu_l - mu_G)", formulas.classifier_means_cosines(W[:shown], Hbar)),
                  ("simplex ETF", target)], "classifier vs class means (NC3)"))
             tf.summary.histogram("neural_collapse/class_mean_norms",
                                  formulas.row_norms(means - mu_G))
             if not prefix:
                 tf.summary.histogram("neural_collapse/classifier_norms",
-                                     formulas.row_norms(full_W))
+                                     formulas.row_norms(W))
             if self.scalars:
                 for key, value in logged.items():
                     tf.summary.scalar(f"epoch_{key[len(prefix):]}", value)

@@ -687,12 +687,12 @@ def norm_cv(vectors, axis):
 
 def means_norm_cv(Hbar):
     """Spread of ||mu_k - mu_G|| (0 when the centred means have equal norms)."""
-    return _cv(row_norms(rescaled(_columns(Hbar))))
+    return norm_cv(Hbar, axis=0)
 
 
 def classifier_norm_cv(W):
     """Spread of the classifier row norms ||w_k||."""
-    return _cv(row_norms(rescaled(as_rows(W))))
+    return norm_cv(W, axis=1)
 
 
 def unc3(W, Hbar):

@@ -106,8 +106,10 @@ class Rows:
     def __getitem__(self, item):
         if not isinstance(item, slice) or item.step not in (None, 1):
             raise TypeError("Rows are read by slices of consecutive rows")
-        rows = (self.base[item] if self.index is None else self.base[self.index[item]])
-        rows = np.array(rows, dtype=np.float64)
+        if self.index is None:  # a view of `base`: copied, then changed in place
+            rows = np.array(self.base[item], dtype=np.float64)
+        else:  # fancy indexing has copied already
+            rows = np.asarray(self.base[self.index[item]], dtype=np.float64)
         if self.offset is not None:
             rows -= self.offset
         if self.scale != 1.0:
