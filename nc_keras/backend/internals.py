@@ -17,9 +17,10 @@ Keras:
   included;
 - `BACKUP_METADATA_FILE`, `BACKUP_WEIGHTS_FILE`: the files BackupAndRestore
   writes its epoch and its weights into (checked whole before a resume);
-- `calling_callback_list`: the `keras.callbacks.CallbackList` of a `fit`,
-  found from the `set_model` call it makes (Keras hands callbacks no
-  reference to it);
+- `callback_lists_holding`: the `keras.callbacks.CallbackList` of a `fit`
+  that holds a callback (Keras hands callbacks no reference to it): found
+  through the garbage collector's referrers of the callback, never through
+  interpreter frames, so it relies only on the list's public `callbacks`;
 - `OptimizerHooks`: the two private steps of `keras.optimizers.Optimizer`
   that an optimizer with coupled weight decay replaces
   (`_apply_weight_decay`, `_backend_update_step`), and its
@@ -31,7 +32,7 @@ TensorFlow Probability and JAX (L-BFGS):
   tfp's JAX substrate looks for where jax < 0.7 had it.
 """
 
-import inspect
+import gc
 
 import keras
 
@@ -39,7 +40,7 @@ __all__ = [
     "BACKUP_METADATA_FILE",
     "BACKUP_WEIGHTS_FILE",
     "OptimizerHooks",
-    "calling_callback_list",
+    "callback_lists_holding",
     "flatten_layers",
     "functional_graph",
     "initial_epoch",
@@ -81,25 +82,28 @@ def flatten_layers(model):
     return list(model._flatten_layers())
 
 
-def calling_callback_list(depth=6):
-    """The keras.callbacks.CallbackList whose `set_model` called the caller, or None.
+def callback_lists_holding(callback):
+    """Every live keras.callbacks.CallbackList whose `callbacks` holds `callback`.
 
-    `CallbackList.__init__` calls every callback's `set_model` from its own
-    frame, a few frames up: that frame's `self`. None when the caller was
-    called some other way (a custom loop calling `set_model` itself).
+    The list object holding the callback is found among the callback's
+    referrers, and its CallbackList among that list's (directly, or through
+    the instance's `__dict__` where Python keeps one). Each search walks the
+    objects the garbage collector tracks: about 0.1 s in a process with a
+    Keras backend loaded, once per `fit`. Empty when the callback is in no
+    CallbackList (a custom loop calling `set_model` itself).
     """
-    frame = inspect.currentframe().f_back  # the callback's set_model
-    try:
-        for _ in range(depth):
-            frame = frame.f_back
-            if frame is None:
-                return None
-            caller = frame.f_locals.get("self")
-            if isinstance(caller, keras.callbacks.CallbackList):
-                return caller
-        return None
-    finally:
-        del frame  # no reference cycle through the frames
+    holders = []
+    for held_in in gc.get_referrers(callback):
+        if not isinstance(held_in, list):
+            continue
+        for owner in gc.get_referrers(held_in):
+            if isinstance(owner, dict) and owner.get("callbacks") is held_in:
+                owner = next((o for o in gc.get_referrers(owner)
+                              if getattr(o, "__dict__", None) is owner), None)
+            if (isinstance(owner, keras.callbacks.CallbackList)
+                    and owner.callbacks is held_in and owner not in holders):
+                holders.append(owner)
+    return holders
 
 
 class OptimizerHooks(keras.optimizers.Optimizer):

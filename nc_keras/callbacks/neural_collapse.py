@@ -86,10 +86,11 @@ class NeuralCollapse(keras.callbacks.Callback):
     one device's; every process must get the same data.
 
     Order: Keras hands the same `logs` to each callback in list order, so
-    when `fit` builds its callback list this callback moves every
-    NeuralCollapse to the front (keeping the others' order): the loggers
-    see its keys wherever it stands. A custom loop that calls `set_model`
-    itself keeps its own order.
+    when `fit` (or any `keras.callbacks.CallbackList`) takes this callback,
+    it moves every NeuralCollapse to the front of that list (keeping the
+    others' order): the loggers see its keys wherever it stands. A custom
+    loop that calls `set_model` itself, with no CallbackList, keeps its own
+    order.
 
     Example:
 
@@ -242,17 +243,17 @@ class NeuralCollapse(keras.callbacks.Callback):
 
     def set_model(self, model):
         super().set_model(model)
-        callback_list = internals.calling_callback_list()
-        if callback_list is None:
-            return
-        # Loggers before this callback would miss its keys: run every
-        # NeuralCollapse first (a new list: the loop calling us goes on
-        # over the old one).
-        ordered = list(callback_list.callbacks)
-        first = [c for c in ordered if isinstance(c, NeuralCollapse)]
-        callback_list.callbacks = first + [c for c in ordered if not isinstance(c, NeuralCollapse)]
-        boards = [c for c in ordered if isinstance(c, keras.callbacks.TensorBoard)]
-        self._fit_tensorboard_dir = str(boards[0].log_dir) if boards else None
+        boards = []
+        for callback_list in internals.callback_lists_holding(self):
+            # Loggers before this callback would miss its keys: run every
+            # NeuralCollapse first (a new list: the loop calling us goes on
+            # over the old one).
+            ordered = list(callback_list.callbacks)
+            first = [c for c in ordered if isinstance(c, NeuralCollapse)]
+            callback_list.callbacks = first + [c for c in ordered if not isinstance(c, NeuralCollapse)]
+            boards += [str(c.log_dir) for c in ordered if isinstance(c, keras.callbacks.TensorBoard)]
+        # One fit's list in practice; a TensorBoard only where all lists agree on one.
+        self._fit_tensorboard_dir = boards[0] if len(set(boards)) == 1 else None
 
     def _summary_writer(self):
         """The `CollapseSummaries` of this fit, or None without a log directory."""

@@ -86,23 +86,31 @@ def test_backup_metadata_file_and_initial_epoch(tmp_path):
     assert internals.initial_epoch(restored) == 2 and epochs == [2]
 
 
-def test_calling_callback_list():
+def test_callback_lists_holding():
     found = []
 
     class Probe(keras.callbacks.Callback):
         def set_model(self, model):
             super().set_model(model)
-            found.append(internals.calling_callback_list())
+            found.append(internals.callback_lists_holding(self))
 
     model = functional()
     probe = Probe()
     made = keras.callbacks.CallbackList([probe], model=model)
-    assert found == [made]
+    assert found == [[made]]
+    vars(made)  # a materialised instance __dict__ is searched through too
+    assert internals.callback_lists_holding(probe) == [made]
+    del made
+    found.clear()  # nothing holds the first list any more
     model.compile("sgd", "mse")
     model.fit(np.ones((4, 4)), np.ones((4, 2)), epochs=1, verbose=0, callbacks=[probe])
-    assert isinstance(found[-1], keras.callbacks.CallbackList) and probe in found[-1].callbacks
+    (fitted,) = found[-1]
+    assert isinstance(fitted, keras.callbacks.CallbackList) and probe in fitted.callbacks
+    assert isinstance(fitted.callbacks[-1], keras.callbacks.History)  # fit's own list
+    del fitted
+    found.clear()
     probe.set_model(model)  # a custom loop: no list
-    assert found[-1] is None
+    assert found == [[]]
 
 
 def test_optimizer_hooks():

@@ -166,6 +166,37 @@ def test_update_touches_only_the_classes_of_the_batch():
     assert stats.counts.sum() == 8
 
 
+def test_updates_reuse_their_scratch_and_stay_exact():
+    # Batches of changing sizes reuse (and grow) the scratch arrays; the
+    # result equals one in-memory pass, and the scratch is not state.
+    rng = np.random.default_rng(6)
+    K, d = 20, 64
+    H, y = vocabulary_batch(rng, K, d, 9000, np.arange(K))
+    stats = CollapseStatistics(K, d)
+    bounds = [0, 4000, 4100, 8000, 8003, 9000]
+    for start, stop in zip(bounds[:-1], bounds[1:]):
+        stats.update(H[start:stop], y[start:stop])
+        if start == 4100:  # same size as the first batch: nothing new allocated
+            tracemalloc.start()
+            try:
+                stats.update(H[:4000], y[:4000])
+                peak = tracemalloc.get_traced_memory()[1]
+            finally:
+                tracemalloc.stop()
+            # A 4,000 x 64 float64 copy of the batch alone is 2 MB.
+            assert peak < 500_000
+    both = np.concatenate([H, H[:4000]]), np.concatenate([y, y[:4000]])
+    W, b = rng.normal(size=(K, d)), rng.normal(size=K)
+    exact, streamed = metrics(*both, W, b), stats.measure(W, b)
+    for key in ("nc1", "cdnv", "nc2", "nc3", "means_etf_error"):
+        np.testing.assert_allclose(streamed[key], exact[key], rtol=1e-10, err_msg=key)
+    assert not any(key.startswith("scratch") for key in stats.get_state())
+    restored = CollapseStatistics.from_state(stats.get_state())
+    restored.update(H[:10], y[:10])
+    stats.update(H[:10], y[:10])
+    np.testing.assert_array_equal(restored.class_means, stats.class_means)
+
+
 def test_measure_memory_stays_under_the_tile_budget():
     rng = np.random.default_rng(5)
     K, d, budget = 3000, 24, 4 * 2**20  # a K x K float64 array: 72 MB
