@@ -67,6 +67,13 @@ def register(subparsers):
                         help="classes without a sample: NaN for the class-mean metrics "
                              "(default), or measure the classes present (column "
                              "num_classes_present); 'skip' suits vocabularies")
+    parser.add_argument("--ood-data", metavar="DATA",
+                        help="out-of-distribution data, as --data (an .npz needs only x; "
+                             "labels are unused): adds the column nc5, and nc5/NAME for "
+                             "--layers (Ammar et al. 2024: the mean |cosine| between the "
+                             "class means and the OOD features' mean; one more pass)")
+    parser.add_argument("--ood-split", metavar="SPLIT",
+                        help="split of a --ood-data dataset name (default: --split)")
     parser.add_argument("--ignore-class", type=int, metavar="LABEL",
                         help="leave out samples with this label (e.g. a padding token); "
                              "sequence models (logits (B, T, K), labels (B, T)) are "
@@ -106,37 +113,44 @@ def checkpoints(directory):
     return sorted(files, key=key)
 
 
-def load_data(args):
-    """(x, y) arrays from an .npz, or a tf.data.Dataset from nc_keras.data."""
-    if args.data.endswith(".npz") or os.path.isfile(args.data):
-        if not os.path.isfile(args.data):
-            raise UserError(f"{args.data}: no such file")
-        return _read_npz(args.data)
+def load_data(args, source=None, split=None, labelled=True):
+    """(x, y) arrays from an .npz, or a tf.data.Dataset from nc_keras.data.
+
+    `source` and `split` default to --data and --split; `labelled=False`
+    (out-of-distribution data) reads an .npz with x alone as its x.
+    """
+    source = source or args.data
+    split = split or args.split
+    if source.endswith(".npz") or os.path.isfile(source):
+        if not os.path.isfile(source):
+            raise UserError(f"{source}: no such file")
+        return _read_npz(source, ("x", "y") if labelled else ("x",))
     try:
         from nc_keras import data
     except ImportError as error:
         raise UserError(f"dataset names need nc_keras.data ({error}); pass an .npz") from error
     expected = (ValueError, getattr(data, "DataNotFoundError", ValueError))
     try:
-        return data.load(args.data, split=args.split, batch_size=args.batch_size,
+        return data.load(source, split=split, batch_size=args.batch_size,
                          data_dir=args.data_dir, samples_per_class=args.samples_per_class,
                          shuffle=False)
     except expected as error:
-        raise UserError(f"cannot load dataset {args.data!r}: {error}") from error
+        raise UserError(f"cannot load dataset {source!r}: {error}") from error
 
 
-def _read_npz(path):
-    """(x, y) of an .npz file; `UserError` for a cut file or object arrays."""
+def _read_npz(path, keys=("x", "y")):
+    """The arrays `keys` of an .npz file, as a tuple (x alone: the array);
+    `UserError` for a cut file or object arrays."""
     import numpy as np
 
     try:
         # allow_pickle=False: an object array is a pickle, which runs code.
         with np.load(path, allow_pickle=False) as npz:
-            missing = {"x", "y"} - set(npz.files)
+            missing = set(keys) - set(npz.files)
             if missing:
                 raise UserError(f"{path} lacks array(s) {sorted(missing)}; it has {npz.files}")
             arrays = {}
-            for key in ("x", "y"):
+            for key in keys:
                 try:
                     arrays[key] = npz[key]
                 except ValueError as error:
@@ -146,7 +160,8 @@ def _read_npz(path):
                         f"{path}: array {key!r} holds Python objects (dtype object), which "
                         "nc_keras does not load (they would run code); save plain numeric "
                         "arrays x and y") from None
-            return arrays["x"], arrays["y"]
+            values = tuple(arrays[key] for key in keys)
+            return values if len(values) > 1 else values[0]
     except UserError:
         raise
     except Exception as error:  # noqa: BLE001 - zipfile, zlib and numpy errors of a cut file
@@ -191,6 +206,11 @@ def run(args):
     data = load_data(args)
     if isinstance(data, tuple) and args.samples_per_class:
         raise UserError("--samples-per-class applies to dataset names, not .npz files")
+    ood_data = None
+    if args.ood_data:
+        ood_data = load_data(args, args.ood_data, args.ood_split, labelled=False)
+    elif args.ood_split:
+        raise UserError("--ood-split needs --ood-data")
     output = Path(args.output or files[0].parent / "collapse.csv")
     columns = ["checkpoint", "epoch", "num_samples", *collapse.METRIC_KEYS]
     layer_columns = None  # the layers' names as the first model resolves them
@@ -207,12 +227,12 @@ def run(args):
                     max_samples=args.max_samples, ncc=args.ncc,
                     features=args.features, classifier=args.classifier, layers=args.layers,
                     pooling=args.pooling, ignore_class=args.ignore_class,
-                    absent_classes=args.absent_classes)
+                    absent_classes=args.absent_classes, ood_data=ood_data)
             except ValueError as error:
                 raise UserError(f"{path.name}: {error}") from error
             if layer_columns is None:
                 layer_columns = [key for key in result if "/" in key
-                                 or key == "num_classes_present"]
+                                 or key in ("nc5", "num_classes_present")]
                 columns += layer_columns
                 writer = csv.DictWriter(handle, fieldnames=columns)
                 writer.writeheader()

@@ -553,6 +553,10 @@ def measure_model(model, data, *, features=None, classifier=None, layers=(),
         absent_classes: "nan" (default: a class without samples makes the
             class-mean metrics NaN) or "skip" (measure the classes present;
             adds "num_classes_present"). See `CollapseStatistics`.
+        ood_data: out-of-distribution inputs (the kinds of `data`, or an
+            array of inputs; labels unused): adds "nc5" and "nc5/<name>"
+            for every layer, NC5 = (1/K) sum_k |cos(mu_k, mu_OOD)| (Ammar
+            et al. 2024, `formulas.nc5`), from one more pass.
 
     Sequence models: with (B, T, d) features (logits (B, T, K)) and labels
     (B, T), every kept position is a sample (token-level collapse).

@@ -217,3 +217,29 @@ def test_measure_npz_with_object_arrays_or_truncated_is_one_line(run_dir, tmp_pa
     err = capsys.readouterr().err
     assert err.startswith(f"nc-keras measure: error: {cut} is truncated or corrupt (") and err.count("\n") == 1
     assert not (tmp_path / "a.csv").exists() and not (tmp_path / "b.csv").exists()
+
+
+def test_measure_ood_data_adds_nc5(run_dir, tmp_path, capsys):
+    """--ood-data: nc5 and nc5/<layer> equal the mean |cosine| computed by hand."""
+    run, x, y = run_dir
+    ood = np.random.default_rng(1).uniform(0, 2, size=(24, 8, 8, 3)).astype("float32")
+    np.savez(tmp_path / "ood.npz", x=ood)  # x alone: out-of-distribution data has no labels
+    out = tmp_path / "nc5.csv"
+    assert _measure(run_dir, "--ood-data", str(tmp_path / "ood.npz"), "--ncc", "none",
+                    "--layers", "features", "--output", str(out)) == 0
+    rows = read_rows(out)
+    assert len(rows) == 4
+    for row in rows:
+        model = keras.saving.load_model(run / "ckpt" / row["checkpoint"])
+        extractor = keras.Model(model.input, model.get_layer("features").output)
+        h = keras.ops.convert_to_numpy(extractor(x)).astype(np.float64)
+        ood_mean = keras.ops.convert_to_numpy(extractor(ood)).astype(np.float64).mean(axis=0)
+        means = np.stack([h[y == k].mean(axis=0) for k in range(K)])
+        cosines = means @ ood_mean / (np.linalg.norm(means, axis=1) * np.linalg.norm(ood_mean))
+        expected = np.abs(cosines).mean()
+        assert float(row["nc5"]) == pytest.approx(expected, rel=1e-5)
+        assert float(row["nc5/features"]) == pytest.approx(expected, rel=1e-5)
+    assert _measure(run_dir, "--ood-split", "test") == 2
+    assert "--ood-split needs --ood-data" in capsys.readouterr().err
+    assert _measure(run_dir, "--ood-data", str(tmp_path / "missing.npz")) == 2
+    assert "no such file" in capsys.readouterr().err
