@@ -129,7 +129,10 @@ class NeuralCollapse(keras.callbacks.Callback):
             counts ("train_" and "val_" prefixed), the logged metrics, the
             names of the measured `layers`, in order, and their class means
             ("train_class_means_layer0", ...). Read them back with
-            `nc_keras.callbacks.load_history`.
+            `nc_keras.callbacks.load_history`. Each K x d array is 8 K d
+            bytes (float64): at a vocabulary's K = 50,257 and d = 1,024,
+            W and the class means take 412 MB each per measurement, so
+            choose `freq` (or leave `history_dir` unset) accordingly.
         batch_size: batch size for tuple data.
         ncc: how the NCC mismatch and the NCC accuracy are counted (they
             need the class means of the whole pass): "previous" (default) against the class means of
