@@ -178,9 +178,11 @@ def metrics(features, labels, W, b=None, num_classes=None, minority_classes=None
     Returns:
         dict of Python floats keyed by `METRIC_KEYS` ("nc1", "nc2", "nc3",
         "nc4", "ncc_mismatch", "accuracy", ...). NCC mismatch uses the final
-        class means (exact). Two passes over the features, O(NdK) time:
-        Sigma_W is used only through its trace and in the span of the class
-        means, never formed. Bad input: see the module docstring.
+        class means (exact). Two passes over the features, O(NdK + Nd^2)
+        time: NC1..NC4 use Sigma_W only through its per-class traces and in
+        the span of the class means (O(NdK)); the d x d scatter is formed
+        once, for `numerical_rank` and `effective_rank` (O(Nd^2)). Bad
+        input: see the module docstring.
     """
     W = to_numpy(W, np.float64)
     K = W.shape[0] if num_classes is None else num_classes

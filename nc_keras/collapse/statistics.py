@@ -14,9 +14,9 @@ get them:
   moments, so NC1 keeps its relative accuracy in deep collapse, when the
   within-class spread is many orders below the between-class spread.
 - `InMemoryStatistics` (`nc_keras.collapse.in_memory`, behind `metrics`)
-  holds every feature: it never
-  forms S, since NC1 needs Sigma_W only in the (K-1)-dim span of the class
-  means and the trace ratio only its trace; O(NdK) work.
+  holds every feature: NC1 needs Sigma_W only in the (K-1)-dim span of the
+  class means and the trace ratio only its trace (O(NdK) work); it forms
+  the d x d scatter S only for the ranks (O(Nd^2)).
 
 Neither forms a K x K array: the metrics read the K x d means tile by tile
 (`nc_keras.collapse.tiles`), so memory beyond the statistics stays under
