@@ -7,9 +7,10 @@ tr(Sigma_W) and u^T Sigma_W u for u in the span of the centred means; the
 CDNV also needs its per-class traces sum_i ||h_ki - mu_k||^2. Two ways to
 get them:
 
-- `CollapseStatistics` (`nc_keras.collapse.streaming`) streams: float64 counts, means, S and the K
-  per-class traces, O(Kd + d^2) memory whatever N is (plus O(Bd) scratch
-  kept for batches of B rows), updated batch by batch and merged across shards with Chan et al.'s pairwise formula
+- `CollapseStatistics` (`nc_keras.collapse.streaming`) streams: float64
+  counts, means, S and the K per-class traces, O(Kd + d^2) memory whatever
+  N is (plus O(Bd) scratch kept for batches of B rows), updated batch by
+  batch and merged across shards with Chan et al.'s pairwise formula
   (centred scatters plus a mean-difference correction), never raw second
   moments, so NC1 keeps its relative accuracy in deep collapse, when the
   within-class spread is many orders below the between-class spread.
